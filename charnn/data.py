@@ -1,0 +1,67 @@
+"""Splitting a corpus and laying it out as B contiguous streams cut into chunks of T (char-rnn's layout)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from charnn.errors import CharnnError
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Contiguous train | val | test id arrays; val and test are the tail of the text."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def split_ids(ids: np.ndarray, val_fraction: float, test_fraction: float) -> Splits:
+    """Cut `ids` into train, then val, then test, so the tail is held out as other tools do."""
+    n = len(ids)
+    n_test = int(n * test_fraction)
+    n_val = int(n * val_fraction)
+    n_train = n - n_val - n_test
+    return Splits(
+        train=ids[:n_train],
+        val=ids[n_train : n_train + n_val],
+        test=ids[n_train + n_val :],
+    )
+
+
+class StreamBatcher:
+    """B contiguous streams over a 1-D id array, served as (inputs, targets) chunks of shape (B, T).
+
+    Row b of chunk i+1 continues row b of chunk i, so carrying the hidden state across
+    chunks is meaningful. After the last full chunk the streams start again (a new epoch).
+    """
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int) -> None:
+        if batch_size < 1 or seq_len < 1:
+            raise CharnnError(f"batch_size and seq_len must be >= 1 (got {batch_size}, {seq_len})")
+        per_stream = (len(ids) - 1) // batch_size
+        self.num_chunks = per_stream // seq_len
+        if self.num_chunks < 1:
+            need = batch_size * seq_len + 1
+            raise CharnnError(
+                f"the training text has {len(ids)} characters, fewer than one batch needs "
+                f"(batch_size x seq_len + 1 = {need}); lower train.batch_size or train.seq_len"
+            )
+        self.batch_size, self.seq_len = batch_size, seq_len
+        n = per_stream
+        rows = np.arange(batch_size)[:, None] * n
+        cols = np.arange(n)[None, :]
+        self._inputs = np.ascontiguousarray(ids[rows + cols])  # (B, n)
+        self._targets = np.ascontiguousarray(ids[rows + cols + 1])  # (B, n)
+
+    def chunk(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk `index` (taken modulo the epoch length) as (inputs, targets), each (B, T)."""
+        i = index % self.num_chunks
+        cols = slice(i * self.seq_len, (i + 1) * self.seq_len)
+        return self._inputs[:, cols], self._targets[:, cols]
+
+    def starts_epoch(self, index: int) -> bool:
+        """True when chunk `index` begins the streams anew (the carried state must be reset)."""
+        return index % self.num_chunks == 0

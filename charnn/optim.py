@@ -1,0 +1,166 @@
+"""Gradient clipping, optimizers and learning-rate schedules over dicts of arrays.
+
+Optimizer running state is a flat dict ("slot.param_name" -> array) kept apart from the
+hyper-parameters, so checkpoints store it as plain arrays. `apply_update` changes the
+parameters and the state in place (no allocation per step) and touches nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from charnn.errors import CharnnError
+
+OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine")
+CLIP_MODES = ("norm", "value")
+
+
+# ---- clipping (outside backward, so backward stays exact) --------------------------------
+
+
+def global_norm(grads: dict[str, np.ndarray]) -> float:
+    """L2 norm of all gradients taken together, accumulated in float64."""
+    return math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+
+
+def clip_gradients(grads: dict[str, np.ndarray], max_value: float, mode: str = "norm") -> tuple[float, bool]:
+    """Clip in place; returns (global norm before clipping, whether clipping changed anything).
+
+    norm: rescale all gradients so their global L2 norm is at most max_value.
+    value: clamp every element to [-max_value, max_value] (min-char-rnn's +-5).
+    max_value 0 turns clipping off.
+    """
+    norm = global_norm(grads)
+    if max_value <= 0:
+        return norm, False
+    if mode == "norm":
+        if norm > max_value:
+            scale = max_value / (norm + 1e-12)
+            for g in grads.values():
+                g *= g.dtype.type(scale)
+            return norm, True
+        return norm, False
+    if mode == "value":
+        clipped = False
+        for g in grads.values():
+            if np.max(np.abs(g), initial=0.0) > max_value:
+                clipped = True
+                np.clip(g, -max_value, max_value, out=g)
+        return norm, clipped
+    raise CharnnError(f"unknown clip mode {mode!r}; choose norm or value")
+
+
+# ---- optimizers --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Hyper-parameters (never changed by a step). The learning rate comes per step."""
+
+    name: str = "adam"
+    momentum: float = 0.9  # sgd momentum
+    nesterov: bool = False
+    beta1: float = 0.9  # adam / adamw
+    beta2: float = 0.999
+    alpha: float = 0.95  # rmsprop decay of the squared-gradient average (char-rnn's)
+    eps: float = 1e-8
+    weight_decay: float = 0.0  # L2 on matrices; decoupled for adamw
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise CharnnError(f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+_SLOTS = {"sgd": ("v",), "adagrad": ("g2",), "rmsprop": ("g2",), "adam": ("m", "v"), "adamw": ("m", "v")}
+
+
+def init_state(spec: OptimizerSpec, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Zeroed running state: one array per slot and parameter, plus the step count."""
+    state = {f"{slot}.{name}": np.zeros_like(p) for slot in _SLOTS[spec.name] for name, p in params.items()}
+    state["t"] = np.zeros((), dtype=np.int64)
+    return state
+
+
+def _decays(name: str) -> bool:
+    """Weight decay applies to matrices only: decaying biases only adds bias."""
+    return not name.endswith((".b_h", ".b_y", ".b", ".b_x"))
+
+
+def apply_update(
+    spec: OptimizerSpec,
+    params: dict[str, np.ndarray],
+    grads: dict[str, np.ndarray],
+    state: dict[str, np.ndarray],
+    lr: float,
+) -> None:
+    """One optimizer step, in place on params and state. May overwrite grads (scratch)."""
+    state["t"] += 1
+    t = int(state["t"])
+    wd = spec.weight_decay
+    for name, p in params.items():
+        g = grads[name]
+        f = p.dtype.type
+        if wd and _decays(name) and spec.name != "adamw":
+            g += f(wd) * p  # coupled L2: part of the gradient
+        if spec.name == "sgd":
+            v = state[f"v.{name}"]
+            v *= f(spec.momentum)
+            v += g
+            if spec.nesterov:
+                g += f(spec.momentum) * v
+                p -= f(lr) * g
+            else:
+                p -= f(lr) * v
+        elif spec.name == "adagrad":
+            g2 = state[f"g2.{name}"]
+            g2 += g * g
+            p -= f(lr) * g / (np.sqrt(g2) + f(spec.eps))
+        elif spec.name == "rmsprop":
+            g2 = state[f"g2.{name}"]
+            g2 *= f(spec.alpha)
+            g2 += f(1 - spec.alpha) * g * g
+            p -= f(lr) * g / (np.sqrt(g2) + f(spec.eps))
+        else:  # adam, adamw
+            m, v = state[f"m.{name}"], state[f"v.{name}"]
+            m *= f(spec.beta1)
+            m += f(1 - spec.beta1) * g
+            v *= f(spec.beta2)
+            v += f(1 - spec.beta2) * g * g
+            step = lr * math.sqrt(1 - spec.beta2**t) / (1 - spec.beta1**t)
+            if spec.name == "adamw" and wd and _decays(name):
+                p *= f(1 - lr * wd)  # decoupled weight decay
+            p -= f(step) * m / (np.sqrt(v) + f(spec.eps))
+
+
+# ---- learning-rate schedules ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """lr(step): linear warm-up over warmup_steps, then constant, step decay or cosine to min_lr."""
+
+    lr: float
+    kind: str = "constant"
+    warmup_steps: int = 0
+    min_lr: float = 0.0  # cosine's floor
+    decay_rate: float = 0.5  # step decay: multiply by this ...
+    decay_every: int = 1000  # ... every this many steps (decay_every 1 gives exponential decay)
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULES:
+            raise CharnnError(f"unknown lr schedule {self.kind!r}; choose one of {', '.join(SCHEDULES)}")
+
+    def __call__(self, step: int, progress: float) -> float:
+        """Learning rate for 0-based `step`; progress in [0, 1] is how much of the run is done."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.kind == "step":
+            return self.lr * self.decay_rate ** ((step - self.warmup_steps) // self.decay_every)
+        if self.kind == "cosine":
+            progress = min(max(progress, 0.0), 1.0)
+            return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * progress))
+        return self.lr
