@@ -1,0 +1,454 @@
+#!/usr/bin/env python
+"""Training throughput of charnn's full step, in characters per second, with PyTorch as a yardstick.
+
+One training step is exactly what the trainer does per chunk:
+
+    loss, last, cache = model.forward(params, ids, targets, h0)
+    grads, _ = model.backward(params, cache)
+    clip_gradients(grads, 5.0, "norm")
+    apply_update(OptimizerSpec("adam"), params, grads, state, lr)
+
+with B*T characters per step, float32, a single layer, T=64 and V=65 by default. For each
+(H, B) size the script prints the median chars/s over several timed repeats (after warm-up),
+the implied GFLOP/s (6*(H^2 + H*V) FLOPs per character: 2 forward, 4 backward, for the
+recurrent and the head matrices; the layer-0 input lookup costs no FLOPs) and that rate as a
+fraction of a float32 GEMM peak measured here with a large square matmul.
+
+When torch is importable the equivalent PyTorch step (nn.RNN tanh on one-hot inputs,
+batch_first, nn.Linear head, cross-entropy, clip_grad_norm_(5), Adam, state carried and
+detached across steps) is timed in the same run, its repeats interleaved with NumPy's, with
+torch.set_num_threads set to the BLAS thread count. PyTorch is never a charnn dependency.
+
+Finally the speed of sampling (one stream, 512 hidden units) is measured.
+
+    python benchmarks/bench_train.py                        # all sizes, random ids
+    python benchmarks/bench_train.py --sizes 128x32,512x64  # a subset
+    python benchmarks/bench_train.py --text data/tinyshakespeare.txt
+    python benchmarks/bench_train.py --model /tmp/old_model.py  # another model.py, same API
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import inspect
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+# run from a checkout without installing: make `import charnn` find the repository
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+from charnn.optim import OptimizerSpec, apply_update, clip_gradients, init_state  # noqa: E402
+
+DEFAULT_SIZES = "128x32,256x64,512x64,1024x128"
+DEFAULT_BATCH = {128: 32, 256: 64, 512: 64, 1024: 128}
+LR = 2e-3
+CLIP = 5.0
+
+
+# ---- setup ----------------------------------------------------------------------------------
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """'128x32,512x64' -> [(128, 32), (512, 64)]; a bare H takes its default batch (or 64)."""
+    sizes = []
+    for item in text.split(","):
+        item = item.strip().lower()
+        if not item:
+            continue
+        if "x" in item or ":" in item:
+            h, b = item.replace(":", "x").split("x")
+            sizes.append((int(h), int(b)))
+        else:
+            h = int(item)
+            sizes.append((h, DEFAULT_BATCH.get(h, 64)))
+    if not sizes:
+        raise SystemExit("--sizes names no size")
+    return sizes
+
+
+def load_model(spec: str):
+    """A module with charnn.model's API: a dotted module name or a path to a .py file."""
+    if spec.endswith(".py"):
+        path = Path(spec).resolve()
+        mod_spec = importlib.util.spec_from_file_location(f"_bench_model_{path.stem}", path)
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.modules[mod_spec.name] = module
+        mod_spec.loader.exec_module(module)
+        return module
+    return importlib.import_module(spec)
+
+
+def blas_info() -> tuple[str, int | None, object]:
+    """(description, thread count, threadpool limiter factory or None) for NumPy's BLAS."""
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        return "threadpoolctl not importable (BLAS threads unknown)", None, None
+    blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    if not blas:
+        return "no BLAS found by threadpoolctl", None, threadpool_limits
+    desc = ", ".join(
+        f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
+        f"{i.get('threading_layer')}) threads={i.get('num_threads')}"
+        for i in blas
+    )
+    return desc, int(blas[0]["num_threads"]), threadpool_limits
+
+
+class Batches:
+    """A fixed cycle of (ids, targets) chunks of shape (B, T): random ids or a text's streams."""
+
+    def __init__(self, B: int, T: int, V: int, text_ids: np.ndarray | None, seed: int, count: int = 16):
+        if text_ids is not None:
+            from charnn.data import StreamBatcher
+
+            batcher = StreamBatcher(text_ids, B, T)
+            n = min(count, batcher.num_chunks)
+            chunks = [batcher.chunk(i) for i in range(n)]
+        else:
+            rng = np.random.default_rng(seed)
+            chunks = []
+            for _ in range(count):
+                stream = rng.integers(0, V, (B, T + 1), dtype=np.int64)
+                chunks.append((stream[:, :-1], stream[:, 1:]))
+        self.chunks = [(np.ascontiguousarray(a), np.ascontiguousarray(b)) for a, b in chunks]
+        self.i = 0
+
+    def next(self):
+        chunk = self.chunks[self.i % len(self.chunks)]
+        self.i += 1
+        return chunk
+
+
+# ---- the two steps --------------------------------------------------------------------------
+
+
+class NumpyStep:
+    def __init__(self, model, H: int, B: int, T: int, V: int, batches: Batches, seed: int):
+        self.model = model
+        self.params = model.init_params(V, H, 1, rng=np.random.default_rng(seed), dtype=np.float32)
+        self.spec = OptimizerSpec("adam")
+        self.state = init_state(self.spec, self.params)
+        self.h = model.zero_state(self.params, B)
+        self.batches = batches
+        self.loss = float("nan")
+
+    def __call__(self) -> None:
+        m = self.model
+        ids, targets = self.batches.next()
+        loss, self.h, cache = m.forward(self.params, ids, targets, self.h)
+        grads, _ = m.backward(self.params, cache)
+        clip_gradients(grads, CLIP, "norm")
+        apply_update(self.spec, self.params, grads, self.state, LR)
+        self.loss = loss
+
+    def sync(self) -> None:
+        pass
+
+
+class TorchStep:
+    def __init__(self, torch, H: int, B: int, T: int, V: int, batches: Batches, seed: int):
+        self.torch = torch
+        nn = torch.nn
+        torch.manual_seed(seed)
+        self.V = V
+        self.rnn = nn.RNN(V, H, num_layers=1, nonlinearity="tanh", batch_first=True)
+        self.head = nn.Linear(H, V)
+        self.params = list(self.rnn.parameters()) + list(self.head.parameters())
+        self.opt = torch.optim.Adam(self.params, lr=LR)
+        self.h = torch.zeros(1, B, H)
+        self.batches = [
+            (torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(tg.astype(np.int64)).reshape(-1))
+            for ids, tg in batches.chunks
+        ]
+        self.i = 0
+        self.loss = float("nan")
+
+    def __call__(self) -> None:
+        torch = self.torch
+        ids, targets = self.batches[self.i % len(self.batches)]
+        self.i += 1
+        x = torch.nn.functional.one_hot(ids, self.V).to(torch.float32)  # (B, T, V)
+        out, h = self.rnn(x, self.h)
+        logits = self.head(out)  # (B, T, V)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, self.V), targets)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, CLIP)
+        self.opt.step()
+        self.h = h.detach()
+        self.loss = loss.item()
+
+    def sync(self) -> None:
+        pass
+
+
+# ---- timing ---------------------------------------------------------------------------------
+
+
+def time_steps(step, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    return time.perf_counter() - t0
+
+
+def steps_for(step, target_s: float, warmup: int) -> int:
+    """Warm up, then pick how many steps make one repeat last about target_s."""
+    for _ in range(max(0, warmup - 1)):
+        step()
+    dt = time_steps(step, 1)
+    return max(1, int(round(target_s / max(dt, 1e-9))))
+
+
+def measure_peak(n: int, repeats: int = 5) -> float:
+    """float32 GEMM GFLOP/s: median of `repeats` n x n @ n x n products."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), np.float32)
+    np.matmul(a, b, out=c)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=c)
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n**3 / statistics.median(times) / 1e9
+
+
+# ---- sampling -------------------------------------------------------------------------------
+
+
+def local_sample(params, model, start_id: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """One stream, one character at a time, multinomial sampling at temperature 1."""
+    W_xh, W_hh, b_h = params["rnn.0.W_xh"], params["rnn.0.W_hh"], params["rnn.0.b_h"]
+    W_hy, b_y = params["head.W_hy"], params["head.b_y"]
+    H = W_hh.shape[0]
+    h = np.zeros(H, np.float32)
+    pre = np.empty(H, np.float32)
+    logits = np.empty(W_hy.shape[1], np.float32)
+    out = np.empty(n, np.int64)
+    u = rng.random(n)
+    idx = start_id
+    for i in range(n):
+        np.matmul(h, W_hh, out=pre)
+        pre += W_xh[idx]
+        pre += b_h
+        np.tanh(pre, out=h)
+        np.matmul(h, W_hy, out=logits)
+        logits += b_y
+        logits -= logits.max()
+        np.exp(logits, out=logits)
+        c = np.cumsum(logits)
+        idx = min(int(np.searchsorted(c, u[i] * c[-1], side="right")), len(c) - 1)
+        out[i] = idx
+    return out
+
+
+def project_sampler():
+    """A sampling function from charnn.sample, if that module exists and offers one."""
+    try:
+        mod = importlib.import_module("charnn.sample")
+    except ImportError:
+        return None, "charnn.sample not found"
+    for name in ("sample_ids", "sample", "generate"):
+        fn = getattr(mod, name, None)
+        if callable(fn):
+            return fn, f"charnn.sample.{name}"
+    return None, "charnn.sample has no sample_ids/sample/generate"
+
+
+def call_project_sampler(fn, params, n: int, seed: int):
+    """Try to call fn with the arguments its signature names; None if it doesn't fit."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    from charnn.vocab import Vocab
+
+    V = params["head.W_hy"].shape[1]
+    known = {
+        "params": params,
+        "vocab": Vocab(tuple(chr(0x100 + i) for i in range(V))),
+        "prime": "",
+        "n": n,
+        "length": n,
+        "num_chars": n,
+        "max_chars": n,
+        "num_samples": n,
+        "count": n,
+        "rng": np.random.default_rng(seed),
+        "seed": seed,
+        "temperature": 1.0,
+        "start_id": 0,
+        "start": 0,
+        "prime_ids": np.zeros(1, np.int64),
+    }
+    kwargs, positional = {}, []
+    for p in sig.parameters.values():
+        if p.name in known:
+            if p.kind is p.POSITIONAL_ONLY:
+                positional.append(known[p.name])
+            else:
+                kwargs[p.name] = known[p.name]
+        elif p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            return None  # a required argument we can't supply
+    try:
+        out = fn(*positional, **kwargs)
+        if inspect.isgenerator(out) or hasattr(out, "__next__"):
+            out = list(out)  # a lazy generator does its work only when consumed
+        return out
+    except Exception:  # noqa: BLE001 - any mismatch means "use the local loop"
+        return None
+
+
+def bench_sampling(model, V: int, H: int, n: int, seed: int) -> None:
+    params = model.init_params(V, H, 1, rng=np.random.default_rng(seed), dtype=np.float32)
+    fn, where = project_sampler()
+    if fn is not None:
+        if call_project_sampler(fn, params, 50, seed) is not None:
+            t0 = time.perf_counter()
+            call_project_sampler(fn, params, n, seed)
+            dt = time.perf_counter() - t0
+            print(f"sampling  H={H} V={V} 1 stream, {where}: {n / dt:,.0f} chars/s ({n} chars)")
+            return
+        where += " (signature not understood)"
+    local_sample(params, model, 0, 50, np.random.default_rng(seed))
+    t0 = time.perf_counter()
+    local_sample(params, model, 0, n, np.random.default_rng(seed))
+    dt = time.perf_counter() - t0
+    print(f"sampling  H={H} V={V} 1 stream, local per-step loop ({where}): {n / dt:,.0f} chars/s ({n} chars)")
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default=DEFAULT_SIZES, help=f"HxB list (default {DEFAULT_SIZES})")
+    ap.add_argument("--seq-len", "-T", type=int, default=64)
+    ap.add_argument("--vocab", "-V", type=int, default=65, help="vocabulary size for random ids")
+    ap.add_argument("--text", help="train on this text's ids (e.g. /work/shared/data/tinyshakespeare.txt)")
+    ap.add_argument("--repeats", type=int, default=7, help="timed repeats per size and framework")
+    ap.add_argument("--repeat-seconds", type=float, default=0.6, help="about how long one repeat runs")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
+    ap.add_argument("--threads", type=int, help="BLAS / torch threads (default: NumPy BLAS's current count)")
+    ap.add_argument("--model", default="charnn.model", help="module or .py path with charnn.model's API")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    ap.add_argument("--peak-size", type=int, default=2048, help="n of the n x n GEMM peak measurement")
+    ap.add_argument("--sample-hidden", type=int, default=512)
+    ap.add_argument("--sample-chars", type=int, default=3000, help="0 skips the sampling measurement")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    sizes = parse_sizes(args.sizes)
+    T = args.seq_len
+    model = load_model(args.model)
+
+    text_ids = None
+    V = args.vocab
+    if args.text:
+        from charnn.vocab import Vocab
+
+        text = Path(args.text).read_text(encoding="utf-8")
+        vocab = Vocab.from_text(text)
+        text_ids = vocab.encode(text)
+        V = vocab.size
+
+    desc, blas_threads, limits = blas_info()
+    threads = args.threads or blas_threads or os.cpu_count() or 1
+    limiter = limits(limits=threads, user_api="blas") if (limits and args.threads) else None
+
+    torch = None
+    torch_note = "not importable (skipped)"
+    if not args.no_torch:
+        try:
+            import torch as _torch
+
+            torch = _torch
+            torch.set_num_threads(threads)
+            torch_note = f"{torch.__version__}, threads={torch.get_num_threads()}"
+        except ImportError:
+            pass
+    else:
+        torch_note = "skipped (--no-torch)"
+
+    env = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP_", "MKL_"))}
+    print("charnn training-step benchmark")
+    print(f"  python {platform.python_version()}, numpy {np.__version__}, machine {platform.machine()}, "
+          f"cpus {os.cpu_count()}")
+    print(f"  BLAS: {desc}" + (f" -> limited to {threads}" if limiter else ""))
+    print(f"  torch: {torch_note}")
+    if env:
+        print(f"  env: {' '.join(f'{k}={v}' for k, v in sorted(env.items()))}")
+    print(f"  model: {model.__name__} ({getattr(model, '__file__', '?')})")
+    print(f"  data: {'text ' + args.text if args.text else 'random ids'}, T={T}, V={V}, float32, 1 layer, "
+          f"adam lr={LR}, clip norm {CLIP}")
+    peak = measure_peak(args.peak_size)
+    print(f"  float32 GEMM peak ({args.peak_size}^3 matmul): {peak:,.1f} GFLOP/s")
+    print(f"  {args.repeats} repeats of ~{args.repeat_seconds}s each, median reported"
+          + (", NumPy and torch repeats interleaved" if torch else ""))
+    print()
+
+    header = f"{'H':>5} {'B':>4} {'numpy chars/s':>14} {'GFLOP/s':>8} {'%peak':>6}"
+    if torch:
+        header += f" {'torch chars/s':>14} {'GFLOP/s':>8} {'np/torch':>8}"
+    print(header)
+    results = []
+    for H, B in sizes:
+        batches = Batches(B, T, V, text_ids, args.seed)
+        chars = B * T
+        flops_per_char = 6.0 * (H * H + H * V)
+        np_step = NumpyStep(model, H, B, T, V, batches, args.seed)
+        n_np = steps_for(np_step, args.repeat_seconds, args.warmup)
+        th_step = None
+        if torch:
+            th_step = TorchStep(torch, H, B, T, V, Batches(B, T, V, text_ids, args.seed), args.seed)
+            n_th = steps_for(th_step, args.repeat_seconds, args.warmup)
+        np_rates, th_rates = [], []
+        for r in range(args.repeats):
+            # alternate which goes first so neither always follows the other
+            order = [("np", np_step, n_np), ("th", th_step, n_th if torch else 0)]
+            if r % 2:
+                order.reverse()
+            for kind, step, n in order:
+                if step is None:
+                    continue
+                dt = time_steps(step, n)
+                (np_rates if kind == "np" else th_rates).append(n * chars / dt)
+        np_rate = statistics.median(np_rates)
+        gflops = np_rate * flops_per_char / 1e9
+        line = f"{H:>5} {B:>4} {np_rate:>14,.0f} {gflops:>8.1f} {100 * gflops / peak:>5.1f}%"
+        th_rate = None
+        if torch:
+            th_rate = statistics.median(th_rates)
+            th_gflops = th_rate * flops_per_char / 1e9
+            line += f" {th_rate:>14,.0f} {th_gflops:>8.1f} {np_rate / th_rate:>8.2f}"
+        print(line, flush=True)
+        if not np.isfinite(np_step.loss):
+            print(f"      warning: NumPy loss is {np_step.loss}")
+        spread = (max(np_rates) - min(np_rates)) / np_rate
+        if spread > 0.15:
+            print(f"      note: NumPy repeats spread {100 * spread:.0f}% of the median (noisy machine?)")
+        results.append((H, B, np_rate, th_rate))
+
+    if args.sample_chars > 0:
+        print()
+        bench_sampling(model, V, args.sample_hidden, args.sample_chars, args.seed)
+    if limiter is not None:
+        limiter.restore_original_limits()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

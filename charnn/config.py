@@ -1,0 +1,306 @@
+"""Experiment configuration: frozen dataclasses loaded from YAML, with dotted-key overrides.
+
+Precedence: dataclass defaults < the YAML file < `--set section.key=value`. Every error
+names the file and the dotted key, and unknown keys get a "did you mean" suggestion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from charnn.errors import CharnnError
+from charnn.model import INITS
+from charnn.optim import CLIP_MODES, OPTIMIZERS, SCHEDULES
+
+CELLS = ("rnn",)
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str | None = None  # UTF-8 text file, relative to the config file
+    text: str | None = None  # or the corpus inline
+    url: str | None = None  # or a download, verified against sha256 and cached
+    sha256: str | None = None
+    val_fraction: float = 0.1  # held-out tail of the text, before the test tail
+    test_fraction: float = 0.0  # held-out very end of the text
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: str = "rnn"
+    hidden_size: int = 128
+    num_layers: int = 1
+    dropout: float = 0.0  # between layers and before the head, training only
+    init: str = "uniform"  # normal | uniform | xavier | orthogonal
+    init_scale: float = 0.08  # std for normal, bound for uniform
+    dtype: str = "float32"  # float32 | float64
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 32  # B parallel streams
+    seq_len: int = 64  # T steps of truncated backprop through time
+    steps: int = 1000
+    max_minutes: float = 0.0  # stop on wall-clock time as well; 0 = no limit
+    optimizer: str = "adam"  # sgd | adagrad | rmsprop | adam | adamw
+    lr: float = 2e-3
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    lr_schedule: str = "constant"  # constant | step | cosine
+    warmup_steps: int = 0
+    min_lr: float = 0.0  # cosine's final learning rate
+    decay_rate: float = 0.5  # step schedule: lr *= decay_rate ...
+    decay_every: int = 1000  # ... every decay_every steps
+    weight_decay: float = 0.0  # on weight matrices; decoupled for adamw
+    grad_clip: float = 5.0  # 0 = off
+    clip_mode: str = "norm"  # norm (global L2) | value (element-wise)
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    length: int = 200  # characters to generate
+    temperature: float = 1.0  # < 1 sharper, > 1 more random
+    top_k: int = 0  # sample among the k likeliest characters; 0 = all
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = ""  # default: the config file's name without .yaml
+    dir: str = "runs"  # runs are written to <dir>/<name>/
+    seed: int = 0  # one seed makes the run bit-for-bit reproducible
+    eval_every: int = 100  # steps between validation passes; 0 = only at the end
+    checkpoint_every: int = 100  # steps between writes of latest.npz; 0 = only at the end
+    sample_every: int = 0  # steps between sample previews; 0 = none
+    log_every: int = 10  # steps between metrics lines
+    init_from: str | None = None  # start from this checkpoint's weights
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    source: str = field(default="<defaults>", compare=False)  # where it was read from, for messages
+
+
+_SECTION_TYPES = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "sample": SampleConfig,
+    "run": RunConfig,
+}
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_name(tp) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[tp]
+
+
+def _coerce(value: Any, annotation: str, where: str) -> Any:
+    """Check (and gently convert) one value against its field's annotation."""
+    hints = {"int": int, "float": float, "str": str, "bool": bool, "str | None": (str, None)}
+    tp = hints[annotation]
+    if tp == (str, None):
+        if value is None or isinstance(value, str):
+            return value
+        raise CharnnError(f"{where}: expected a string or null, got {value!r}")
+    if tp is float:
+        # YAML 1.1 reads 3e-3 as a string; accept it as the number it plainly is
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise CharnnError(f"{where}: must be a finite number, got {value!r}")
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif isinstance(value, tp):
+        return value
+    raise CharnnError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _build_section(name: str, values: Any, source: str):
+    cls = _SECTION_TYPES[name]
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise CharnnError(f"{source}: {name}: expected a mapping of keys, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        where = f"{source}: {name}.{key}"
+        if key not in fields:
+            raise CharnnError(f"{where}: unknown key{_suggest(str(key), fields)}")
+        kwargs[key] = _coerce(value, fields[key].type, where)
+    return cls(**kwargs)
+
+
+def _check(ok: bool, source: str, key: str, message: str) -> None:
+    if not ok:
+        raise CharnnError(f"{source}: {key}: {message}")
+
+
+def _one_of(value: str, choices, source: str, key: str) -> None:
+    _check(value in choices, source, key, f"{value!r} is not one of {', '.join(choices)}{_suggest(value, choices)}")
+
+
+def validate(cfg: Config) -> None:
+    """Range and consistency checks; each failure names the dotted key."""
+    s = cfg.source
+    d, m, t, smp, r = cfg.data, cfg.model, cfg.train, cfg.sample, cfg.run
+    given = [k for k in ("path", "text", "url") if getattr(d, k) is not None]
+    _check(len(given) == 1, s, "data", "give exactly one of data.path, data.text or data.url"
+           + (f" (got {', '.join('data.' + k for k in given)})" if given else ""))
+    _check(d.url is None or d.sha256 is not None, s, "data.sha256", "a data.url needs its sha256 checksum")
+    _check(0 <= d.val_fraction < 1, s, "data.val_fraction", "must be in [0, 1)")
+    _check(0 <= d.test_fraction < 1, s, "data.test_fraction", "must be in [0, 1)")
+    _check(d.val_fraction + d.test_fraction < 1, s, "data.val_fraction",
+           "val_fraction + test_fraction must leave some training text (< 1)")
+    _one_of(m.cell, CELLS, s, "model.cell")
+    _check(m.hidden_size >= 1, s, "model.hidden_size", "must be >= 1")
+    _check(m.num_layers >= 1, s, "model.num_layers", "must be >= 1")
+    _check(0 <= m.dropout < 1, s, "model.dropout", "must be in [0, 1)")
+    _one_of(m.init, INITS, s, "model.init")
+    _check(m.init_scale > 0, s, "model.init_scale", "must be > 0")
+    _one_of(m.dtype, DTYPES, s, "model.dtype")
+    _check(t.batch_size >= 1, s, "train.batch_size", "must be >= 1")
+    _check(t.seq_len >= 1, s, "train.seq_len", "must be >= 1")
+    _check(t.steps >= 1, s, "train.steps", "must be >= 1")
+    _check(t.max_minutes >= 0, s, "train.max_minutes", "must be >= 0 (0 = no limit)")
+    _one_of(t.optimizer, OPTIMIZERS, s, "train.optimizer")
+    _check(t.lr > 0, s, "train.lr", "must be > 0")
+    _check(0 <= t.momentum < 1, s, "train.momentum", "must be in [0, 1)")
+    _one_of(t.lr_schedule, SCHEDULES, s, "train.lr_schedule")
+    _check(t.warmup_steps >= 0, s, "train.warmup_steps", "must be >= 0")
+    _check(0 <= t.min_lr <= t.lr, s, "train.min_lr", "must be in [0, train.lr]")
+    _check(0 < t.decay_rate <= 1, s, "train.decay_rate", "must be in (0, 1]")
+    _check(t.decay_every >= 1, s, "train.decay_every", "must be >= 1")
+    _check(t.weight_decay >= 0, s, "train.weight_decay", "must be >= 0")
+    _check(t.grad_clip >= 0, s, "train.grad_clip", "must be >= 0 (0 = off)")
+    _one_of(t.clip_mode, CLIP_MODES, s, "train.clip_mode")
+    _check(smp.length >= 0, s, "sample.length", "must be >= 0")
+    _check(smp.temperature > 0, s, "sample.temperature", "must be > 0")
+    _check(smp.top_k >= 0, s, "sample.top_k", "must be >= 0 (0 = all characters)")
+    for key in ("eval_every", "checkpoint_every", "sample_every"):
+        _check(getattr(r, key) >= 0, s, f"run.{key}", "must be >= 0")
+    _check(r.log_every >= 1, s, "run.log_every", "must be >= 1")
+    _check(r.name != "" and "/" not in r.name and r.name not in (".", ".."), s, "run.name",
+           "must be a plain, non-empty folder name")
+
+
+def from_dict(raw: Any, source: str = "<dict>") -> Config:
+    """Build and validate a Config from a parsed YAML mapping."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise CharnnError(f"{source}: the config must be a mapping with sections "
+                          f"{', '.join(_SECTION_TYPES)}, got {type(raw).__name__}")
+    sections = {}
+    for name, values in raw.items():
+        if name not in _SECTION_TYPES:
+            raise CharnnError(f"{source}: {name}: unknown section{_suggest(str(name), _SECTION_TYPES)}")
+        sections[name] = _build_section(name, values, source)
+    cfg = Config(**sections, source=source)
+    validate(cfg)
+    return cfg
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """'train.lr=3e-3' -> (['train', 'lr'], '3e-3' parsed as YAML)."""
+    key, sep, text = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) != 2 or not all(parts):
+        raise CharnnError(f"--set {item!r}: expected section.key=value, e.g. --set train.lr=3e-3")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return parts, value
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CharnnError(f"config file {path} not found; check the path") from None
+    except IsADirectoryError:
+        raise CharnnError(f"config file {path} is a directory; give a .yaml file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CharnnError(f"cannot read config file {path}: {e}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise CharnnError(f"{path}: malformed YAML{line}: {problem}") from None
+
+
+def _absolute_data_path(raw: dict, base: Path) -> None:
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        data["path"] = os.path.normpath(base.absolute() / os.path.expanduser(data["path"]))
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config, apply `section.key=value` overrides, validate, and fill run.name."""
+    path = Path(path)
+    raw = read_yaml(path)
+    raw = {} if raw is None else raw
+    if isinstance(raw, dict):
+        raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+        # data.path in the file is relative to the file; on the command line, to the cwd
+        _absolute_data_path(raw, path.parent)
+        for item in overrides:
+            (section, key), value = parse_override(item)
+            if section not in _SECTION_TYPES:
+                raise CharnnError(f"--set {item!r}: unknown section {section!r}{_suggest(section, _SECTION_TYPES)}")
+            target = raw.setdefault(section, {})
+            if target is None:
+                target = raw[section] = {}
+            target[key] = value
+            if section == "data" and key in ("path", "text", "url"):
+                # naming a new source on the command line replaces the file's source
+                for other in {"path", "text", "url"} - {key}:
+                    target.pop(other, None)
+            if (section, key) == ("data", "path"):
+                _absolute_data_path(raw, Path.cwd())
+        run = raw.setdefault("run", {}) or {}
+        raw["run"] = run
+        if isinstance(run, dict) and not run.get("name"):
+            run["name"] = path.stem
+    return from_dict(raw, source=str(path))
+
+
+def to_dict(cfg: Config) -> dict:
+    """The resolved config as plain data (what goes into config.yaml and checkpoints)."""
+    return {name: dataclasses.asdict(getattr(cfg, name)) for name in _SECTION_TYPES}
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)

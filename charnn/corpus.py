@@ -1,0 +1,103 @@
+"""Reading a corpus: a UTF-8 file, inline text, or a URL verified by sha256 and cached."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from charnn.config import DataConfig
+from charnn.errors import CharnnError
+
+
+def cache_dir() -> Path:
+    """Where downloads are kept: $CHARNN_CACHE, else $XDG_CACHE_HOME/charnn, else ~/.cache/charnn."""
+    if os.environ.get("CHARNN_CACHE"):
+        return Path(os.environ["CHARNN_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "charnn"
+
+
+def decode_utf8(data: bytes, name: str) -> str:
+    """Decode strictly; binary or non-UTF-8 input is an error giving the byte offset."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CharnnError(
+            f"{name} is not valid UTF-8 text (bad byte 0x{data[e.start]:02x} at byte offset {e.start}); "
+            "give a UTF-8 text file"
+        ) from None
+    if "\x00" in text:
+        offset = len(text[: text.index("\x00")].encode("utf-8"))
+        raise CharnnError(f"{name} looks binary (NUL byte at byte offset {offset}); give a UTF-8 text file")
+    return text
+
+
+def read_text_file(path: str | Path) -> str:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CharnnError(f"text file {path} not found; check the path") from None
+    except IsADirectoryError:
+        raise CharnnError(f"{path} is a directory; give a text file") from None
+    except OSError as e:
+        raise CharnnError(f"cannot read {path}: {e.strerror}") from None
+    return decode_utf8(data, str(path))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(url: str, sha256: str, directory: Path | None = None) -> Path:
+    """Download `url` once into the cache, verify its checksum, and return the cached path.
+
+    A file whose checksum does not match is deleted, never kept or used.
+    """
+    directory = directory or cache_dir()
+    target = directory / f"{sha256[:16]}-{Path(url).name or 'download'}"
+    if target.exists() and sha256_of(target) == sha256:
+        return target
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".download-")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+        got = sha256_of(Path(tmp))
+        if got != sha256:
+            raise CharnnError(
+                f"download of {url} has sha256 {got}, expected {sha256}; the file was not kept. "
+                "Check data.sha256, or download the file yourself and set data.path"
+            )
+        os.replace(tmp, target)
+    except OSError as e:
+        raise CharnnError(
+            f"cannot download {url}: {getattr(e, 'reason', None) or e}; "
+            "download it yourself and set data.path (e.g. --set data.path=FILE)"
+        ) from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return target
+
+
+def load_text(data: DataConfig) -> str:
+    """The corpus named by a data config, checked to be non-empty text."""
+    if data.text is not None:
+        text, name = data.text, "data.text"
+    elif data.path is not None:
+        text, name = read_text_file(data.path), data.path
+    else:
+        path = fetch(data.url, data.sha256)
+        text, name = read_text_file(path), data.url
+    if not text:
+        raise CharnnError(f"{name} is empty; give a text with at least a few characters")
+    return text

@@ -1,0 +1,115 @@
+"""Terminal rendering with rich: training progress on stderr, tables, one-line errors."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from charnn.train import Callback, TrainResult
+
+LN2 = math.log(2)
+
+
+def stderr_console() -> Console:
+    # rich honours NO_COLOR itself; highlight=False keeps numbers in messages plain
+    return Console(stderr=True, highlight=False)
+
+
+def print_error(message: str) -> None:
+    stderr_console().print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+
+
+def _fmt(value, spec=".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+class TrainProgress(Callback):
+    """A live bar when stderr is a terminal, plain periodic lines otherwise; --quiet shows neither."""
+
+    def __init__(self, console: Console, quiet: bool = False, plain_every_s: float = 5.0):
+        self.console, self.quiet = console, quiet
+        self.live = console.is_terminal and not quiet
+        self.plain_every_s = plain_every_s
+        self._last_plain = 0.0
+        self._progress: Progress | None = None
+        self._task = None
+        self._last_val: float | None = None
+
+    def on_start(self, info: dict) -> None:
+        if self.quiet:
+            return
+        verb = "resuming" if info["resumed"] else "training"
+        self.console.print(
+            f"{verb} {info['run_dir']}: {info['params']:,} parameters, vocabulary {info['vocab_size']}, "
+            f"{info['train_chars']:,} train / {info['val_chars']:,} val characters"
+        )
+        if self.live:
+            self._progress = Progress(
+                TextColumn("[bold]step"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=self.console, transient=False,
+            )
+            self._task = self._progress.add_task("train", total=info["steps"], completed=info["start_step"], stats="")
+            self._progress.start()
+
+    def on_step(self, m: dict) -> None:
+        if self.quiet:
+            return
+        val = "" if self._last_val is None else f" val {self._last_val:.3f} ({self._last_val / LN2:.2f} bpc)"
+        stats = (f"loss {m['smooth_loss']:.3f}{val} |g| {m['grad_norm']:.2f}"
+                 f"{'*' if m['clipped'] else ''} {m['chars_per_s'] / 1000:.1f}k chars/s")
+        if self._progress is not None:
+            self._progress.update(self._task, completed=m["step"], stats=stats)
+        elif time.monotonic() - self._last_plain >= self.plain_every_s:
+            self._last_plain = time.monotonic()
+            self.console.print(f"step {m['step']}: {stats}")
+
+    def on_eval(self, m: dict) -> None:
+        self._last_val = m["val_loss"]
+        if self._progress is None and not self.quiet:
+            self.console.print(f"step {m['step']}: val {m['val_loss']:.4f} nats/char ({m['val_bpc']:.3f} bits/char)")
+
+    def on_sample(self, step: int, text: str) -> None:
+        if self.quiet:
+            return
+        self.console.print(f"[dim]sample at step {step}:[/dim]", markup=True)
+        self.console.print(text, markup=False, highlight=False)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def summary_table(result: TrainResult) -> Table:
+    table = Table(title="training summary", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("run directory", str(result.run_dir)),
+        ("steps", f"{result.step:,} ({result.stop_reason})"),
+        ("characters seen", f"{result.chars:,}"),
+        ("train loss (smoothed)", f"{_fmt(result.train_loss, '.4f')} nats/char"),
+        ("last val loss", "-" if result.val_loss is None else
+         f"{result.val_loss:.4f} nats/char ({result.val_loss / LN2:.3f} bits/char)"),
+        ("best val loss", _fmt(result.best_val_loss, ".4f")),
+        ("clipped steps", f"{100 * result.clip_fraction:.1f}%"),
+        ("time", f"{result.elapsed_s:.1f} s ({result.chars / max(result.elapsed_s, 1e-9):,.0f} chars/s)"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def eval_table(name: str, result: dict) -> Table:
+    table = Table(title=f"loss of {name}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("nats/char", f"{result['nats_per_char']:.4f}")
+    table.add_row("bits/char", f"{result['bits_per_char']:.4f}")
+    table.add_row("perplexity", f"{result['perplexity']:.3f}")
+    table.add_row("characters predicted", f"{result['chars']:,}")
+    return table

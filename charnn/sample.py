@@ -1,0 +1,93 @@
+"""Generating text one character at a time from a trained model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from charnn import model
+from charnn.errors import CharnnError
+from charnn.vocab import Vocab
+
+
+def _step(params: model.Params, layers: list, char_id: int, h: list[np.ndarray]) -> np.ndarray:
+    """Advance the state by one character (in place) and return the next-character logits."""
+    x = None
+    for layer, (W_xh, W_hh, b_h) in enumerate(layers):
+        pre = W_xh[char_id] if layer == 0 else x @ W_xh
+        pre = pre + h[layer] @ W_hh
+        pre += b_h
+        np.tanh(pre, out=h[layer])
+        x = h[layer]
+    return x @ params["head.W_hy"] + params["head.b_y"]
+
+
+def _choose(logits: np.ndarray, temperature: float, top_k: int, greedy: bool, rng: np.random.Generator) -> int:
+    if greedy:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / temperature
+    if 0 < top_k < len(z):
+        kth = np.partition(z, -top_k)[-top_k]
+        z[z < kth] = -np.inf
+    p = np.exp(z - z.max())
+    cdf = np.cumsum(p)
+    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(z) - 1))
+
+
+def check_options(length: int, temperature: float, top_k: int) -> None:
+    if length < 0:
+        raise CharnnError(f"length must be >= 0 (got {length})")
+    if not temperature > 0:
+        raise CharnnError(f"temperature must be > 0 (got {temperature}); use --greedy for the likeliest text")
+    if top_k < 0:
+        raise CharnnError(f"top-k must be >= 1, or 0 for all characters (got {top_k})")
+
+
+def generate(
+    params: model.Params,
+    vocab: Vocab,
+    prime: str,
+    length: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    greedy: bool = False,
+    rng: np.random.Generator,
+) -> Iterator[str]:
+    """Yield `length` new characters continuing `prime` (the prime itself is not yielded).
+
+    The prime is fed through the model from a zero state; with an empty prime the first
+    character is drawn uniformly from the vocabulary (and yielded as the first of `length`).
+    """
+    check_options(length, temperature, top_k)
+    unknown = vocab.unknown_chars(prime)
+    if unknown:
+        raise CharnnError(
+            f"seed text has characters outside the model's vocabulary: {', '.join(map(repr, unknown))}; "
+            "use only characters from the training text"
+        )
+    return _generate(params, vocab, prime, length, temperature, top_k, greedy, rng)
+
+
+def _generate(params, vocab, prime, length, temperature, top_k, greedy, rng) -> Iterator[str]:
+    layers = [
+        (params[f"rnn.{i}.W_xh"], params[f"rnn.{i}.W_hh"], params[f"rnn.{i}.b_h"])
+        for i in range(model.num_layers_of(params))
+    ]
+    h = [s[0] for s in model.zero_state(params, 1)]
+    if prime:
+        ids = vocab.encode(prime)
+    elif length > 0:
+        ids = [int(rng.integers(vocab.size))]
+        yield vocab.chars[ids[0]]
+        length -= 1
+    else:
+        return
+    for char_id in ids[:-1]:
+        _step(params, layers, int(char_id), h)
+    current = int(ids[-1])
+    for _ in range(length):
+        logits = _step(params, layers, current, h)
+        current = _choose(logits, temperature, top_k, greedy, rng)
+        yield vocab.chars[current]
