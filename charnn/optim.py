@@ -130,10 +130,13 @@ def apply_update(
             m += f(1 - spec.beta1) * g
             v *= f(spec.beta2)
             v += f(1 - spec.beta2) * g * g
-            step = lr * math.sqrt(1 - spec.beta2**t) / (1 - spec.beta1**t)
+            # bias-corrected moments, eps added after correction (as PyTorch does)
+            denom = np.sqrt(v)
+            denom *= f(1 / math.sqrt(1 - spec.beta2**t))
+            denom += f(spec.eps)
             if spec.name == "adamw" and wd and _decays(name):
                 p *= f(1 - lr * wd)  # decoupled weight decay
-            p -= f(step) * m / (np.sqrt(v) + f(spec.eps))
+            p -= f(lr / (1 - spec.beta1**t)) * m / denom
 
 
 # ---- learning-rate schedules ---------------------------------------------------------------

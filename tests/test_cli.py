@@ -1,0 +1,154 @@
+"""The command line as a user meets it: exit codes, stdout vs stderr, one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from charnn.cli import main
+
+ROOT = Path(__file__).parent.parent
+
+
+def run(capsys, *argv):
+    code = main(list(map(str, argv)))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err):
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def hello_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "train", ROOT / "configs" / "hello.yaml")
+    assert code == 0, err
+    return tmp_path / "runs" / "hello"
+
+
+def test_train_then_sample_hello(hello_run, capsys):
+    code, out, err = run(capsys, "sample", "--seed", "h", "--greedy")
+    assert code == 0 and out.startswith("hello") and err == ""
+    assert len(out) == len("h") + 20 + 1  # seed, the config's sample.length, newline
+
+
+def test_train_writes_summary_to_stderr_only(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "train", ROOT / "configs" / "hello.yaml", "--set", "train.steps=5")
+    assert code == 0 and out == "" and "training summary" in err
+
+
+def test_sample_options(hello_run, capsys):
+    code, out, _ = run(capsys, "sample", "--rng-seed", "3", "-n", "30", "--num-samples", "2", "--temperature", "2")
+    assert code == 0 and len(out.split("\n\n")) == 2
+    again = run(capsys, "sample", "--rng-seed", "3", "-n", "30", "--num-samples", "2", "--temperature", "2")[1]
+    assert again == out
+    code, out, _ = run(capsys, "sample", "--checkpoint", hello_run / "latest.npz", "--top-k", "1", "-s", "he", "-n", "3")
+    assert code == 0 and out == "hello\n"
+
+
+def test_eval_json_and_table(hello_run, tmp_path, capsys):
+    (tmp_path / "t.txt").write_text("hello")
+    code, out, _ = run(capsys, "eval", tmp_path / "t.txt", "--json")
+    result = json.loads(out)
+    assert code == 0 and set(result) == {"nats_per_char", "bits_per_char", "perplexity", "chars"}
+    assert result["chars"] == 4 and result["nats_per_char"] < 0.05
+    code, out, _ = run(capsys, "eval", tmp_path / "t.txt")
+    assert code == 0 and "bits/char" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sample", "--seed", "hx"], "outside the model's vocabulary: 'x'"),
+        (["sample", "--temperature", "0"], "temperature must be > 0"),
+        (["sample", "--top-k", "0"], "--top-k must be >= 1"),
+        (["sample", "--length", "-1"], "length must be >= 0"),
+        (["sample", "--checkpoint", "missing.npz"], "not found"),
+        (["eval", "missing.txt"], "not found"),
+        (["train", "configs/hello.yaml"], "already exists"),
+    ],
+)
+def test_runtime_errors_are_one_line_exit_1(hello_run, tmp_path, capsys, argv, message):
+    if argv[:2] == ["train", "configs/hello.yaml"]:
+        argv = ["train", ROOT / "configs" / "hello.yaml"]
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and out == "" and message in err
+    assert_one_line_error(err)
+
+
+def test_eval_text_outside_vocabulary_lists_characters(hello_run, tmp_path, capsys):
+    (tmp_path / "t.txt").write_text("hello world")
+    code, _, err = run(capsys, "eval", tmp_path / "t.txt")
+    assert code == 1 and "' '" in err and "'w'" in err
+    assert_one_line_error(err)
+
+
+def test_binary_and_empty_text(hello_run, tmp_path, capsys):
+    (tmp_path / "bin.txt").write_bytes(b"hel\xff\xfelo")
+    code, _, err = run(capsys, "eval", tmp_path / "bin.txt")
+    assert code == 1 and "byte offset 3" in err
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "e.yaml").write_text("data:\n  path: empty.txt\n")
+    code, _, err = run(capsys, "train", tmp_path / "e.yaml")
+    assert code == 1 and "empty" in err
+    assert_one_line_error(err)
+
+
+def test_truncated_checkpoint(hello_run, tmp_path, capsys):
+    data = (hello_run / "best.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[:100])
+    code, _, err = run(capsys, "sample", "--checkpoint", tmp_path / "cut.npz")
+    assert code == 1 and "truncated or corrupted" in err
+    assert_one_line_error(err)
+
+
+def test_sample_without_any_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "sample")
+    assert code == 1 and "train first" in err
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("data:\n  text: hello\nmodel:\n  hiden_size: 3\n", "did you mean 'hidden_size'"),
+        ("data:\n  text: [\n", "malformed YAML at line"),
+        ("data:\n  path: nowhere.txt\n", "nowhere.txt not found"),
+    ],
+)
+def test_bad_configs(tmp_path, capsys, body, message):
+    (tmp_path / "c.yaml").write_text(body)
+    code, _, err = run(capsys, "train", tmp_path / "c.yaml")
+    assert code == 1 and message in err
+    assert_one_line_error(err)
+
+
+def test_usage_errors_exit_2_in_one_line(capsys):
+    code, _, err = run(capsys, "sample", "--bogus")
+    assert code == 2 and "--bogus" in err
+    assert_one_line_error(err)
+    code, _, err = run(capsys, "train")
+    assert code == 2
+    assert_one_line_error(err)
+
+
+def test_help_and_version(capsys):
+    for command in ("train", "sample", "eval"):
+        code, out, _ = run(capsys, command, "--help")
+        assert code == 0 and "Example: charnn" in out
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("charnn ")
+
+
+def test_python_dash_m_and_nonzero_exit_in_a_real_process(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "charnn", "sample", "--checkpoint", str(tmp_path / "x.npz")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == "" and "not found" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,147 @@
+"""The training loop: overfitting, determinism, exact resume, Ctrl-C and divergence."""
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from charnn import checkpoint, model
+from charnn.config import load_config
+from charnn.errors import CharnnError
+from charnn.sample import generate
+from charnn.train import Callback, TrainingDiverged, TrainingInterrupted, train
+from charnn.vocab import Vocab
+
+HELLO = Path(__file__).parent.parent / "configs" / "hello.yaml"
+
+
+def losses(run_dir):
+    lines = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [(m["step"], m.get("train_loss"), m.get("val_loss")) for m in lines]
+
+
+def test_overfits_hello_and_greedy_decoding_spells_it(tmp_path):
+    cfg = load_config(HELLO, [f"run.dir={tmp_path}"])
+    result = train(cfg)
+    final = [m for m in losses(result.run_dir) if m[1] is not None][-1][1]
+    assert result.step == 300 and final < 0.05
+    ckpt = checkpoint.load(result.run_dir / "best.npz")
+    vocab = Vocab(tuple(ckpt.vocab_chars))
+    text = "".join(generate(ckpt.params, vocab, "h", 4, greedy=True, rng=np.random.default_rng(0)))
+    assert text == "ello"
+
+
+def test_same_seed_gives_bit_identical_losses(write_config, tmp_path):
+    path = write_config()
+    a = train(load_config(path, ["model.dropout=0.2", "model.num_layers=2"]), tmp_path / "a")
+    b = train(load_config(path, ["model.dropout=0.2", "model.num_layers=2"]), tmp_path / "b")
+    c = train(load_config(path, ["model.dropout=0.2", "model.num_layers=2", "run.seed=1"]), tmp_path / "c")
+    assert losses(a.run_dir) == losses(b.run_dir)
+    assert losses(a.run_dir) != losses(c.run_dir)
+
+
+def test_run_directory_holds_config_metrics_and_checkpoints(write_config):
+    result = train(load_config(write_config()))
+    names = {p.name for p in result.run_dir.iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "latest.npz", "best.npz"} <= names
+    lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    step_line = next(m for m in lines if "train_loss" in m)
+    assert set(step_line) == {"step", "chars", "train_loss", "lr", "grad_norm", "clipped", "chars_per_s", "elapsed_s"}
+    eval_line = next(m for m in lines if "val_loss" in m)
+    assert set(eval_line) == {"step", "chars", "val_loss", "val_bpc", "elapsed_s"}
+    best = checkpoint.load(result.run_dir / "best.npz")
+    assert best.meta["best_val_loss"] == min(m["val_loss"] for m in lines if "val_loss" in m)
+
+
+class InterruptAt(Callback):
+    """Sends the process a real SIGINT (Ctrl-C) after a given step."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step(self, metrics):
+        if metrics["step"] == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("extra", [[], ["model.dropout=0.3", "model.num_layers=2", "train.optimizer=rmsprop"]])
+def test_ctrl_c_then_resume_logs_the_same_losses_as_one_run(write_config, tmp_path, extra):
+    path = write_config()
+    whole = train(load_config(path, extra), tmp_path / "whole")
+    cfg = load_config(path, extra)
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(cfg, tmp_path / "split", callback=InterruptAt(7))
+    assert checkpoint.load(tmp_path / "split" / "latest.npz").meta["step"] == 7
+    train(cfg, tmp_path / "split", resume=True)
+    assert losses(tmp_path / "split") == losses(whole.run_dir)
+    a = checkpoint.load(whole.run_dir / "latest.npz").params
+    b = checkpoint.load(tmp_path / "split" / "latest.npz").params
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_a_crash_drops_metrics_past_the_checkpoint(write_config, tmp_path):
+    path = write_config()
+    whole = train(load_config(path), tmp_path / "whole")
+    run = tmp_path / "crash"
+    train(load_config(path, ["train.steps=10"]), run)  # latest.npz at step 10; pretend it ran on to 11
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 11, "train_loss": 123.0}) + "\n")
+    assert checkpoint.load(run / "latest.npz").meta["step"] == 10
+    train(load_config(path), run, resume=True)
+    assert losses(run) == losses(whole.run_dir)
+
+
+def test_existing_run_directory_is_refused_without_force(write_config):
+    cfg = load_config(write_config())
+    train(cfg)
+    with pytest.raises(CharnnError, match="already exists.*--resume.*--force"):
+        train(cfg)
+    train(cfg, force=True)
+
+
+def test_resume_without_checkpoint_is_an_error(write_config):
+    with pytest.raises(CharnnError, match="nothing to resume"):
+        train(load_config(write_config()), resume=True)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(write_config, monkeypatch):
+    cfg = load_config(write_config())
+    real_forward = model.forward
+    calls = {"n": 0}
+
+    def flaky_forward(*args, **kwargs):
+        calls["n"] += 1
+        loss, last, cache = real_forward(*args, **kwargs)
+        return (float("nan") if calls["n"] == 8 else loss), last, cache
+
+    monkeypatch.setattr(model, "forward", flaky_forward)
+    with pytest.raises(TrainingDiverged, match="lower train.lr"):
+        train(cfg)
+    run_dir = Path(cfg.run.dir) / cfg.run.name
+    assert checkpoint.load(run_dir / "latest.npz").meta["step"] == 5
+
+
+def test_text_too_short_for_one_batch_names_the_keys(write_config):
+    cfg = load_config(write_config(), ["train.batch_size=64", "train.seq_len=64"])
+    with pytest.raises(CharnnError, match="train.batch_size x train.seq_len"):
+        train(cfg)
+
+
+def test_init_from_copies_weights_and_checks_vocabulary(write_config, tmp_path):
+    first = train(load_config(write_config()), tmp_path / "first")
+    ckpt_path = first.run_dir / "latest.npz"
+    cfg = load_config(write_config(), [f"run.init_from={ckpt_path}", "train.steps=1", "run.eval_every=0"])
+    second = train(cfg, tmp_path / "second")
+    assert second.step == 1
+    other = load_config(write_config(text="xyz " * 100), [f"run.init_from={ckpt_path}"])
+    with pytest.raises(CharnnError, match="vocabulary differs"):
+        train(other, tmp_path / "third")
+
+
+def test_max_minutes_stops_on_time(write_config):
+    cfg = load_config(write_config(), ["train.max_minutes=0.0000001", "train.steps=100000"])
+    result = train(cfg)
+    assert result.stop_reason == "time" and result.step < 100000
