@@ -20,7 +20,7 @@ try:  # typer >= 0.20 vendors click; older releases depend on it
 except ImportError:  # pragma: no cover
     from click.exceptions import ClickException, UsageError
 
-from charnn import __version__, checkpoint
+from charnn import __version__, checkpoint, model
 from charnn.errors import CharnnError
 
 app = typer.Typer(
@@ -193,6 +193,92 @@ def eval_(
         typer.echo(json.dumps(result))
     else:
         Console(highlight=False).print(eval_table(str(text_file), result))
+
+
+@app.command("inspect-gradients")
+@_friendly
+def inspect_gradients(
+    checkpoint_path: Optional[Path] = typer.Option(
+        None, "--checkpoint", "-c", help="Model to analyse (default: best.npz of the most recent run in runs/)."
+    ),
+    config: Optional[Path] = typer.Option(None, "--config", help="Analyse a freshly initialised model of this config instead."),
+    set_: List[str] = typer.Option([], "--set", help="Override a key of --config, e.g. --set model.hidden_size=256."),
+    init_std: Optional[float] = typer.Option(None, "--init-std", help="With --config: initialise weights from N(0, std^2)."),
+    text: Optional[str] = typer.Option(None, "--text", help="Analyse exactly this text (its first T+1 characters)."),
+    text_file: Optional[Path] = typer.Option(None, "--text-file", help="Analyse the first T+1 characters of this file."),
+    steps: int = typer.Option(50, "--steps", "-T", help="T: how many steps back to follow the gradient."),
+    windows: int = typer.Option(8, "--windows", help="Random windows of the validation text to average over."),
+    rng_seed: int = typer.Option(0, "--rng-seed", help="Seed for choosing the windows."),
+    check: bool = typer.Option(False, "--check", help="Also check backward against finite differences (exit 1 if error >= 1e-6)."),
+    as_json: bool = typer.Option(False, "--json", help="Print every number as one JSON object."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a picture of norm against lag (.png or .svg; needs matplotlib)."),
+) -> None:
+    """Watch gradients vanish or explode through time, per layer and lag.
+
+    Measures ||dl_T/ds_{T-k}||, the Jacobian norm ||ds_T/ds_{T-k}|| and each step's share of
+    dl_T/dW_hh for k = 0..T-1, then gives a verdict: vanishing, exploding or healthy.
+
+    Example: charnn inspect-gradients --config configs/demo.yaml --init-std 1.0
+    """
+    from rich.console import Console
+
+    from charnn.config import from_dict, load_config
+    from charnn.corpus import read_text_file
+    from charnn.display import gradient_tables, plot_gradients
+    from charnn.gradients import inspect_model
+    from charnn.train import load_corpus
+    from charnn.vocab import Vocab
+
+    if checkpoint_path is not None and config is not None:
+        raise CharnnError("give either --checkpoint or --config, not both")
+    if text is not None and text_file is not None:
+        raise CharnnError("give either --text or --text-file, not both")
+    if init_std is not None and config is None:
+        raise CharnnError("--init-std applies to a fresh model: use it with --config")
+    if init_std is not None and not init_std > 0:
+        raise CharnnError(f"--init-std must be > 0 (got {init_std})")
+    if text_file is not None:
+        text = read_text_file(text_file)
+    clip_fraction = None
+    if config is not None:
+        overrides = list(set_) + ([f"model.init_scale={init_std}", "model.init=normal"] if init_std else [])
+        cfg = load_config(config, overrides)
+        corpus = load_corpus(cfg)
+        m = cfg.model
+        params = model.init_params(corpus.vocab.size, m.hidden_size, m.num_layers, init=m.init, scale=m.init_scale,
+                                   rng=np.random.default_rng(cfg.run.seed), dtype=np.float64)
+        vocab = corpus.vocab
+    else:
+        try:
+            ckpt = _load_checkpoint(checkpoint_path)
+        except CharnnError as e:
+            if checkpoint_path is None:
+                raise CharnnError(f"{e}; or analyse a fresh model with --config CONFIG.yaml") from None
+            raise
+        params, vocab = ckpt.params, Vocab(tuple(ckpt.vocab_chars))
+        step = ckpt.meta.get("step") or 0
+        clip_fraction = ckpt.meta["clip_count"] / step if step and "clip_count" in ckpt.meta else None
+        corpus = load_corpus(from_dict(ckpt.config, source=str(checkpoint_path or "checkpoint"))) if text is None else None
+    corpus_ids = None
+    if text is None:
+        corpus_ids = corpus.val if len(corpus.val) >= steps + 1 else corpus.train
+    report = inspect_model(params, vocab, steps=steps, text=text, corpus_ids=corpus_ids, windows=windows,
+                           rng_seed=rng_seed, clip_fraction=clip_fraction, check=check)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        console = Console(highlight=False)
+        for item in gradient_tables(report):
+            console.print(item)
+    if plot is not None:
+        plot_gradients(report, plot)
+    if check:
+        worst = max((e for e in report.check.values() if e is not None), default=0.0)
+        if worst >= 1e-6:
+            raise CharnnError(
+                f"gradient check failed: max relative error {worst:.2e} >= 1e-6 (finite differences are unreliable "
+                "where the loss is chaotic, as with exploding gradients; try a smaller --steps)"
+            )
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -113,3 +113,89 @@ def eval_table(name: str, result: dict) -> Table:
     table.add_row("perplexity", f"{result['perplexity']:.3f}")
     table.add_row("characters predicted", f"{result['chars']:,}")
     return table
+
+
+def _log_bar(value: float, lo: float, hi: float, width: int = 24) -> str:
+    """A bar whose length is proportional to log10(value) between lo and hi."""
+    if not math.isfinite(value):
+        return "█" * width + " inf"
+    if value <= 0 or hi <= lo:
+        return ""
+    frac = (math.log10(value) - lo) / (hi - lo)
+    return "█" * max(1, round(frac * width))
+
+
+def gradient_tables(report, max_rows: int = 16) -> list:
+    """Per layer: a table of the per-lag quantities with a log-scale bar, then the verdict."""
+    out = []
+    for layer in report.layers:
+        T = len(layer.lag)
+        rows = sorted({round(i * (T - 1) / max(1, max_rows - 1)) for i in range(min(T, max_rows))})
+        positive = [v for v in layer.dL_ds if math.isfinite(v) and v > 0]
+        lo = math.log10(min(positive)) - 0.3 if positive else 0.0
+        hi = math.log10(max(positive)) if positive else 1.0
+        table = Table(title=f"layer {layer.layer}: gradient flowing back k steps (mean of {report.windows} windows)",
+                      title_justify="left")
+        for name in ("lag k", "dL/ds", "jacobian", "contribution"):
+            table.add_column(name, justify="right")
+        table.add_column("dL/ds, log scale")
+        for k in rows:
+            table.add_row(str(k), f"{layer.dL_ds[k]:.3e}", f"{layer.jacobian[k]:.3e}",
+                          f"{layer.contribution[k]:.3e}", _log_bar(layer.dL_ds[k], lo, hi))
+        out.append(table)
+        horizon = "beyond T" if layer.horizon is None else f"{layer.horizon} steps"
+        colour = {"vanishing": "yellow", "exploding": "red", "healthy": "green"}[layer.verdict]
+        out.append(
+            f"[bold {colour}]{layer.verdict}[/]: memory horizon {horizon}, "
+            f"{'growth' if layer.factor > 1 else 'decay'} factor {layer.factor:.3f} per step, "
+            f"spectral radius {layer.spectral_radius:.3f}, largest singular value {layer.max_singular_value:.3f}. "
+            f"{layer.advice}\n"
+        )
+    params = Table(title="parameters (gradient of the mean loss over the windows)", title_justify="left")
+    for name in ("parameter", "grad norm", "param norm", "ratio"):
+        params.add_column(name, justify="right" if name != "parameter" else "left")
+    for name, v in report.params.items():
+        params.add_row(name, f"{v['grad_norm']:.3e}", f"{v['param_norm']:.3e}", f"{v['ratio']:.3e}")
+    out.append(params)
+    if report.clip_fraction is not None:
+        out.append(f"clipping fired on {100 * report.clip_fraction:.1f}% of training steps")
+    if report.check is not None:
+        check = Table(title="finite-difference check (float64)", title_justify="left")
+        check.add_column("parameter")
+        check.add_column("max relative error", justify="right")
+        for name, err in report.check.items():
+            check.add_row(name, "gradient too small to check" if err is None else f"{err:.2e}")
+        out.append(check)
+    return out
+
+
+def plot_gradients(report, path) -> None:
+    """Norm against lag on a log scale, one panel per layer (matplotlib is an optional extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from charnn.errors import CharnnError
+
+        raise CharnnError("--plot needs matplotlib: pip install 'charnn[plot]' (or pip install matplotlib)") from None
+    n = len(report.layers)
+    fig, axes = plt.subplots(1, n, figsize=(6 * n, 4), squeeze=False)
+    for ax, layer in zip(axes[0], report.layers):
+        for key, label in (("dL_ds", "||dl_T/ds_{T-k}||"), ("jacobian", "||ds_T/ds_{T-k}||_2"),
+                           ("contribution", "step T-k term of dl_T/dW_hh")):
+            ax.semilogy(layer.lag, getattr(layer, key), label=label)
+        ax.set_xlabel("lag k (steps back)")
+        ax.set_title(f"layer {layer.layer}: {layer.verdict}, factor {layer.factor:.3f}/step")
+        ax.legend()
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except (OSError, ValueError) as e:
+        from charnn.errors import CharnnError
+
+        raise CharnnError(f"cannot write the plot to {path}: {e}") from None
+    finally:
+        plt.close(fig)

@@ -152,3 +152,51 @@ def test_python_dash_m_and_nonzero_exit_in_a_real_process(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 1 and proc.stdout == "" and "not found" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_inspect_gradients_json_from_a_run_and_from_a_config(hello_run, capsys):
+    code, out, err = run(capsys, "inspect-gradients", "--text", "hellohello", "--steps", "6", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["layers"][0]["lag"] == list(range(6)) and report["clip_fraction"] is not None
+    code, out, _ = run(capsys, "inspect-gradients", "--config", ROOT / "configs" / "demo.yaml",
+                       "--init-std", "0.01", "--steps", "20", "--windows", "2", "--json")
+    assert code == 0 and json.loads(out)["layers"][0]["verdict"] == "vanishing"
+
+
+def test_inspect_gradients_table_and_check(hello_run, capsys):
+    code, out, _ = run(capsys, "inspect-gradients", "--text", "hellohello", "--steps", "6", "--check")
+    assert code == 0 and "memory horizon" in out and "finite-difference check" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--steps", "1", "--text", "hello"], "--steps must be >= 2"),
+        (["--steps", "20", "--text", "hello"], "fewer than --steps + 1"),
+        (["--steps", "3", "--text", "hexlo"], "outside the model's vocabulary: 'x'"),
+        (["--init-std", "1.0"], "--init-std applies to a fresh model"),
+    ],
+)
+def test_inspect_gradients_bad_input(hello_run, capsys, argv, message):
+    code, _, err = run(capsys, "inspect-gradients", *argv)
+    assert code == 1 and message in err
+    assert_one_line_error(err)
+
+
+def test_inspect_gradients_without_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "inspect-gradients")
+    assert code == 1 and "--config" in err and "--checkpoint" in err
+    assert_one_line_error(err)
+
+
+def test_inspect_gradients_plot(hello_run, tmp_path, capsys):
+    argv = ["inspect-gradients", "--text", "hellohello", "--steps", "6", "--plot", tmp_path / "g.png"]
+    code, _, err = run(capsys, *argv)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert code == 1 and "pip install" in err
+    else:
+        assert code == 0 and (tmp_path / "g.png").stat().st_size > 0
