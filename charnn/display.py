@@ -155,7 +155,8 @@ def gradient_tables(report, max_rows: int = 16) -> list:
     for name in ("parameter", "grad norm", "param norm", "ratio"):
         params.add_column(name, justify="right" if name != "parameter" else "left")
     for name, v in report.params.items():
-        params.add_row(name, f"{v['grad_norm']:.3e}", f"{v['param_norm']:.3e}", f"{v['ratio']:.3e}")
+        ratio = f"{v['ratio']:.3e}" if math.isfinite(v["ratio"]) else "-"  # a zero parameter has no ratio
+        params.add_row(name, f"{v['grad_norm']:.3e}", f"{v['param_norm']:.3e}", ratio)
     out.append(params)
     if report.clip_fraction is not None:
         out.append(f"clipping fired on {100 * report.clip_fraction:.1f}% of training steps")

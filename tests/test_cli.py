@@ -200,3 +200,27 @@ def test_inspect_gradients_plot(hello_run, tmp_path, capsys):
         assert code == 1 and "pip install" in err
     else:
         assert code == 0 and (tmp_path / "g.png").stat().st_size > 0
+
+
+def test_ctrl_c_in_a_real_process_saves_and_resumes(write_config, tmp_path):
+    import signal
+    import time
+
+    from charnn import checkpoint
+
+    config = write_config()
+    cmd = [sys.executable, "-m", "charnn", "train", str(config), "--set", "train.steps=1000000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    metrics = tmp_path / "runs" / "exp" / "metrics.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "--resume" in err and "Traceback" not in err
+    step = checkpoint.load(tmp_path / "runs" / "exp" / "latest.npz").meta["step"]
+    assert step >= 3
+    resume = [sys.executable, "-m", "charnn", "train", str(config), "--resume", "--set", f"train.steps={step + 3}"]
+    done = subprocess.run(resume, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert checkpoint.load(tmp_path / "runs" / "exp" / "latest.npz").meta["step"] == step + 3
