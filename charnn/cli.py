@@ -133,7 +133,7 @@ def sample(
     Example: charnn sample --seed h --greedy
     """
     from charnn.sample import generate
-    from charnn.vocab import Vocab
+    from charnn.vocab import Vocab, from_symbols, to_symbols
 
     ckpt = _load_checkpoint(checkpoint_path)
     defaults = ckpt.config.get("sample", {})
@@ -143,19 +143,22 @@ def sample(
     if top_k_given is not None and top_k_given < 1:
         raise CharnnError(f"--top-k must be >= 1 (got {top_k_given})")
     vocab = Vocab(tuple(ckpt.vocab_chars))
+    encoding = ckpt.config["data"].get("encoding", "utf-8")
+    prime = to_symbols(seed, encoding)
     rng = np.random.default_rng(rng_seed)
-    out = sys.stdout
-    stream = out.isatty()  # a terminal sees text as it is made; a pipe gets whole samples
+    out = sys.stdout.buffer
+    stream = sys.stdout.isatty()  # a terminal sees text as it is made; a pipe gets whole samples
+    sys.stdout.flush()
     for i in range(num_samples):
-        chars = generate(ckpt.params, vocab, seed, length, temperature=temperature, top_k=top_k, greedy=greedy, rng=rng)
-        out.write(seed)
+        chars = generate(ckpt.params, vocab, prime, length, temperature=temperature, top_k=top_k, greedy=greedy, rng=rng)
+        out.write(from_symbols(prime, encoding))
         if stream:
             for ch in chars:
-                out.write(ch)
+                out.write(from_symbols(ch, encoding))
                 out.flush()
         else:
-            out.write("".join(chars))
-        out.write("\n\n" if i < num_samples - 1 else "\n")
+            out.write(from_symbols("".join(chars), encoding))
+        out.write(b"\n\n" if i < num_samples - 1 else b"\n")
     out.flush()
 
 
@@ -167,6 +170,8 @@ def eval_(
         None, "--checkpoint", "-c", help="Checkpoint to evaluate (default: best.npz of the most recent run in runs/)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    streams: int = typer.Option(1, "--streams", min=1, help="Score in this many warmed-up pieces at once: faster, "
+                                "very slightly approximate; 1 (default) is the exact definition."),
 ) -> None:
     """Score a text: mean -ln p(c_i | c_0..c_{i-1}) over i >= 1, from a zero state.
 
@@ -176,19 +181,20 @@ def eval_(
     """
     from rich.console import Console
 
-    from charnn.corpus import read_text_file
+    from charnn.corpus import read_text_file, text_file_bytes
     from charnn.display import eval_table
     from charnn.evaluate import evaluate_ids
     from charnn.vocab import Vocab
 
     ckpt = _load_checkpoint(checkpoint_path)
-    text = read_text_file(text_file)
+    encoding = ckpt.config["data"].get("encoding", "utf-8")
+    text = read_text_file(text_file) if encoding == "utf-8" else text_file_bytes(text_file).decode("latin-1")
     vocab = Vocab(tuple(ckpt.vocab_chars))
     unknown = vocab.unknown_chars(text)
     if unknown:
         shown = ", ".join(map(repr, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
         raise CharnnError(f"{text_file} has {len(unknown)} characters outside the model's vocabulary: {shown}")
-    result = evaluate_ids(ckpt.params, vocab.encode(text)).as_dict()
+    result = evaluate_ids(ckpt.params, vocab.encode(text), streams=streams).as_dict()
     if as_json:
         typer.echo(json.dumps(result))
     else:
@@ -227,7 +233,7 @@ def inspect_gradients(
     from charnn.display import gradient_tables, plot_gradients
     from charnn.gradients import inspect_model
     from charnn.train import load_corpus
-    from charnn.vocab import Vocab
+    from charnn.vocab import Vocab, to_symbols
 
     if checkpoint_path is not None and config is not None:
         raise CharnnError("give either --checkpoint or --config, not both")
@@ -247,7 +253,7 @@ def inspect_gradients(
         m = cfg.model
         params = model.init_params(corpus.vocab.size, m.hidden_size, m.num_layers, init=m.init, scale=m.init_scale,
                                    rng=np.random.default_rng(cfg.run.seed), dtype=np.float64)
-        vocab = corpus.vocab
+        vocab, encoding = corpus.vocab, cfg.data.encoding
     else:
         try:
             ckpt = _load_checkpoint(checkpoint_path)
@@ -256,11 +262,14 @@ def inspect_gradients(
                 raise CharnnError(f"{e}; or analyse a fresh model with --config CONFIG.yaml") from None
             raise
         params, vocab = ckpt.params, Vocab(tuple(ckpt.vocab_chars))
+        encoding = ckpt.config["data"].get("encoding", "utf-8")
         step = ckpt.meta.get("step") or 0
         clip_fraction = ckpt.meta["clip_count"] / step if step and "clip_count" in ckpt.meta else None
         corpus = load_corpus(from_dict(ckpt.config, source=str(checkpoint_path or "checkpoint"))) if text is None else None
     corpus_ids = None
-    if text is None:
+    if text is not None:
+        text = to_symbols(text, encoding)
+    else:
         corpus_ids = corpus.val if len(corpus.val) >= steps + 1 else corpus.train
     report = inspect_model(params, vocab, steps=steps, text=text, corpus_ids=corpus_ids, windows=windows,
                            rng_seed=rng_seed, clip_fraction=clip_fraction, check=check)
@@ -279,6 +288,49 @@ def inspect_gradients(
                 f"gradient check failed: max relative error {worst:.2e} >= 1e-6 (finite differences are unreliable "
                 "where the loss is chaotic, as with exploding gradients; try a smaller --steps)"
             )
+
+
+data_app = typer.Typer(help="Prepare corpora ahead of training.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("prepare")
+@_friendly
+def data_prepare(
+    config: Path = typer.Argument(..., help="YAML experiment config whose data section to prepare."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set data.min_char_count=5."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Encode a corpus into the id cache that training reads, and summarise it.
+
+    Streams the text in blocks (any size), builds the vocabulary, and stores the ids once;
+    later runs reuse them while the source is unchanged.
+
+    Example: charnn data prepare configs/shakespeare.yaml
+    """
+    from rich.console import Console
+
+    from charnn.config import load_config
+    from charnn.display import corpus_summary, stderr_console
+    from charnn.train import load_corpus
+
+    cfg = load_config(config, set_)
+    console = stderr_console()
+    corpus = load_corpus(cfg, lambda message: console.print(message, markup=False))
+    prepared = corpus.prepared
+    order = np.argsort(-prepared.counts, kind="stable")
+    pairs = [(prepared.vocab.chars[i], int(prepared.counts[i])) for i in order if prepared.counts[i] > 0]
+    summary = {
+        "source": prepared.source, "chars": int(len(prepared.ids)), "vocab_size": prepared.vocab.size,
+        "encoding": cfg.data.encoding, "most_frequent": pairs[:5], "rarest": pairs[::-1][:5],
+        "replaced": prepared.replaced, "replaced_distinct": prepared.replaced_distinct,
+        "train": len(corpus.train), "val": len(corpus.val), "test": len(corpus.test),
+        "cache": str(prepared.cache_dir) if prepared.cache_dir else None, "reused": prepared.reused,
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        Console(highlight=False).print(corpus_summary(summary))
 
 
 def main(argv: Optional[list[str]] = None) -> int:

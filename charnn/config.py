@@ -22,6 +22,7 @@ from charnn.optim import CLIP_MODES, OPTIMIZERS, SCHEDULES
 
 CELLS = ("rnn",)
 DTYPES = ("float32", "float64")
+ENCODINGS = ("utf-8", "bytes")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class DataConfig:
     sha256: str | None = None
     val_fraction: float = 0.1  # held-out tail of the text, before the test tail
     test_fraction: float = 0.0  # held-out very end of the text
+    encoding: str = "utf-8"  # utf-8: one symbol per character; bytes: 256 symbols, any file
+    min_char_count: int = 0  # characters seen fewer times share one symbol; 0 = keep all
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class RunConfig:
     dir: str = "runs"  # runs are written to <dir>/<name>/
     seed: int = 0  # one seed makes the run bit-for-bit reproducible
     eval_every: int = 100  # steps between validation passes; 0 = only at the end
+    eval_streams: int = 64  # validation scored in this many warmed-up pieces at once; 1 = exact, slow
     checkpoint_every: int = 100  # steps between writes of latest.npz; 0 = only at the end
     sample_every: int = 0  # steps between sample previews; 0 = none
     log_every: int = 10  # steps between metrics lines
@@ -181,6 +185,8 @@ def validate(cfg: Config) -> None:
     _check(0 <= d.test_fraction < 1, s, "data.test_fraction", "must be in [0, 1)")
     _check(d.val_fraction + d.test_fraction < 1, s, "data.val_fraction",
            "val_fraction + test_fraction must leave some training text (< 1)")
+    _one_of(d.encoding, ENCODINGS, s, "data.encoding")
+    _check(d.min_char_count >= 0, s, "data.min_char_count", "must be >= 0 (0 = keep every character)")
     _one_of(m.cell, CELLS, s, "model.cell")
     _check(m.hidden_size >= 1, s, "model.hidden_size", "must be >= 1")
     _check(m.num_layers >= 1, s, "model.num_layers", "must be >= 1")
@@ -209,6 +215,7 @@ def validate(cfg: Config) -> None:
     for key in ("eval_every", "checkpoint_every", "sample_every"):
         _check(getattr(r, key) >= 0, s, f"run.{key}", "must be >= 0")
     _check(r.log_every >= 1, s, "run.log_every", "must be >= 1")
+    _check(r.eval_streams >= 1, s, "run.eval_streams", "must be >= 1 (1 = exact single stream)")
     _check(r.name != "" and "/" not in r.name and r.name not in (".", ".."), s, "run.name",
            "must be a plain, non-empty folder name")
 

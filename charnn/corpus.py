@@ -8,7 +8,6 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from charnn.config import DataConfig
 from charnn.errors import CharnnError
 
 
@@ -35,17 +34,20 @@ def decode_utf8(data: bytes, name: str) -> str:
     return text
 
 
-def read_text_file(path: str | Path) -> str:
+def text_file_bytes(path: str | Path) -> bytes:
     path = Path(path)
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise CharnnError(f"text file {path} not found; check the path") from None
     except IsADirectoryError:
         raise CharnnError(f"{path} is a directory; give a text file") from None
     except OSError as e:
         raise CharnnError(f"cannot read {path}: {e.strerror}") from None
-    return decode_utf8(data, str(path))
+
+
+def read_text_file(path: str | Path) -> str:
+    return decode_utf8(text_file_bytes(path), str(path))
 
 
 def sha256_of(path: Path) -> str:
@@ -87,17 +89,3 @@ def fetch(url: str, sha256: str, directory: Path | None = None) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return target
-
-
-def load_text(data: DataConfig) -> str:
-    """The corpus named by a data config, checked to be non-empty text."""
-    if data.text is not None:
-        text, name = data.text, "data.text"
-    elif data.path is not None:
-        text, name = read_text_file(data.path), data.path
-    else:
-        path = fetch(data.url, data.sha256)
-        text, name = read_text_file(path), data.url
-    if not text:
-        raise CharnnError(f"{name} is empty; give a text with at least a few characters")
-    return text

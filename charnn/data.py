@@ -19,11 +19,14 @@ class Splits:
 
 
 def split_ids(ids: np.ndarray, val_fraction: float, test_fraction: float) -> Splits:
-    """Cut `ids` into train, then val, then test, so the tail is held out as other tools do."""
+    """Cut `ids` into train, then val, then test, so the tail is held out as other tools do.
+
+    n_train = int(n * (1 - val - test)), as nanoGPT's int(n * 0.9): the same split, char for char.
+    """
     n = len(ids)
+    n_train = int(n * (1 - val_fraction - test_fraction) + 1e-9)
     n_test = int(n * test_fraction)
-    n_val = int(n * val_fraction)
-    n_train = n - n_val - n_test
+    n_val = n - n_train - n_test
     return Splits(
         train=ids[:n_train],
         val=ids[n_train : n_train + n_val],
@@ -36,6 +39,7 @@ class StreamBatcher:
 
     Row b of chunk i+1 continues row b of chunk i, so carrying the hidden state across
     chunks is meaningful. After the last full chunk the streams start again (a new epoch).
+    Each chunk is gathered on demand, so `ids` may be a memmap of any size.
     """
 
     def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int) -> None:
@@ -50,17 +54,14 @@ class StreamBatcher:
                 f"(batch_size x seq_len + 1 = {need}); lower train.batch_size or train.seq_len"
             )
         self.batch_size, self.seq_len = batch_size, seq_len
-        n = per_stream
-        rows = np.arange(batch_size)[:, None] * n
-        cols = np.arange(n)[None, :]
-        self._inputs = np.ascontiguousarray(ids[rows + cols])  # (B, n)
-        self._targets = np.ascontiguousarray(ids[rows + cols + 1])  # (B, n)
+        self._ids = ids
+        self._window = np.arange(batch_size)[:, None] * per_stream + np.arange(seq_len + 1)  # (B, T+1)
 
     def chunk(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Chunk `index` (taken modulo the epoch length) as (inputs, targets), each (B, T)."""
-        i = index % self.num_chunks
-        cols = slice(i * self.seq_len, (i + 1) * self.seq_len)
-        return self._inputs[:, cols], self._targets[:, cols]
+        """Chunk `index` (taken modulo the epoch length) as (inputs, targets), each (B, T) int32."""
+        start = (index % self.num_chunks) * self.seq_len
+        window = np.asarray(self._ids[self._window + start], dtype=np.int32)
+        return window[:, :-1], window[:, 1:]
 
     def starts_epoch(self, index: int) -> bool:
         """True when chunk `index` begins the streams anew (the carried state must be reset)."""

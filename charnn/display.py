@@ -39,6 +39,10 @@ class TrainProgress(Callback):
         self._task = None
         self._last_val: float | None = None
 
+    def on_message(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text, markup=False)
+
     def on_start(self, info: dict) -> None:
         if self.quiet:
             return
@@ -200,3 +204,23 @@ def plot_gradients(report, path) -> None:
         raise CharnnError(f"cannot write the plot to {path}: {e}") from None
     finally:
         plt.close(fig)
+
+
+def corpus_summary(summary: dict) -> Table:
+    """The `charnn data prepare` report."""
+    table = Table(title=f"corpus {summary['source']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    show = lambda pairs: ", ".join(f"{c!r} x{n:,}" for c, n in pairs)
+    rows = [
+        ("characters", f"{summary['chars']:,}"),
+        ("vocabulary", f"{summary['vocab_size']} symbols ({summary['encoding']})"),
+        ("most frequent", show(summary["most_frequent"])),
+        ("rarest", show(summary["rarest"])),
+        ("mapped to \ufffd", f"{summary['replaced']:,} occurrences of {summary['replaced_distinct']} rare characters"),
+        ("splits", f"train {summary['train']:,} / val {summary['val']:,} / test {summary['test']:,}"),
+        ("cache", f"{summary['cache'] or '(inline text, not cached)'} ({'reused' if summary['reused'] else 'built'})"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table

@@ -20,10 +20,10 @@ import numpy as np
 
 from charnn import __version__, checkpoint, model
 from charnn.config import Config, dump_yaml, to_dict
-from charnn.corpus import load_text
 from charnn.data import StreamBatcher, split_ids
 from charnn.errors import CharnnError
 from charnn.evaluate import evaluate_ids
+from charnn.prepare import PreparedCorpus, prepare
 from charnn.optim import OptimizerSpec, Schedule, apply_update, clip_gradients, init_state
 from charnn.sample import generate
 from charnn.vocab import Vocab
@@ -41,6 +41,8 @@ class TrainingDiverged(CharnnError):
 
 class Callback:
     """Hooks the loop calls; override what you need (the CLI draws progress with them)."""
+
+    def on_message(self, text: str) -> None: ...
 
     def on_start(self, info: dict) -> None: ...
 
@@ -87,14 +89,19 @@ class Corpus:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    prepared: PreparedCorpus
 
 
-def load_corpus(config: Config) -> Corpus:
-    """Read the text, build the vocabulary from all of it, encode and split it."""
-    text = load_text(config.data)
-    vocab = Vocab.from_text(text)
-    splits = split_ids(vocab.encode(text), config.data.val_fraction, config.data.test_fraction)
-    return Corpus(vocab, splits.train, splits.val, splits.test)
+def cache_root(config: Config) -> Path:
+    """Prepared ids live beside the runs, shared by every run of the same source."""
+    return Path(config.run.dir) / ".cache"
+
+
+def load_corpus(config: Config, log=lambda message: None) -> Corpus:
+    """Prepare (or reuse) the corpus's ids, with the vocabulary built from all of it, and split them."""
+    prepared = prepare(config.data, cache_root(config), log)
+    splits = split_ids(prepared.ids, config.data.val_fraction, config.data.test_fraction)
+    return Corpus(prepared.vocab, splits.train, splits.val, splits.test, prepared)
 
 
 def run_dir_for(config: Config) -> Path:
@@ -245,7 +252,7 @@ def train(
     """Train per `config`, writing config.yaml, metrics.jsonl, latest.npz and best.npz to run_dir."""
     cb = callback or Callback()
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(config)
-    corpus = load_corpus(config)
+    corpus = load_corpus(config, cb.on_message)
     t = config.train
     try:
         batcher = StreamBatcher(corpus.train, t.batch_size, t.seq_len)
@@ -274,7 +281,7 @@ def train(
     def evaluate_and_keep_best() -> None:
         score = state.smooth_loss  # without validation text, "best" means lowest smoothed train loss
         if has_val:
-            state.val_loss = score = evaluate_ids(state.params, corpus.val).nats_per_char
+            state.val_loss = score = evaluate_ids(state.params, corpus.val, streams=r.eval_streams).nats_per_char
             record = {"step": state.step, "chars": state.step * chars_per_step, "val_loss": state.val_loss,
                       "val_bpc": state.val_loss / LN2, "elapsed_s": round(state.elapsed_s, 3)}
             state.history.append(record)

@@ -69,3 +69,13 @@ def one_hot(ids, vocab_size: int, dtype=np.float64) -> np.ndarray:
     out = np.zeros(ids.shape + (vocab_size,), dtype=dtype)
     np.put_along_axis(out, ids[..., None], 1, axis=-1)
     return out
+
+
+def to_symbols(text: str, encoding: str) -> str:
+    """A text as the model's symbols: itself in utf-8 mode; one symbol per UTF-8 byte in bytes mode."""
+    return text if encoding == "utf-8" else text.encode("utf-8").decode("latin-1")
+
+
+def from_symbols(symbols: str, encoding: str) -> bytes:
+    """The bytes that model symbols stand for (what to write out)."""
+    return symbols.encode("utf-8") if encoding == "utf-8" else symbols.encode("latin-1")

@@ -224,3 +224,27 @@ def test_ctrl_c_in_a_real_process_saves_and_resumes(write_config, tmp_path):
     done = subprocess.run(resume, capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr
     assert checkpoint.load(tmp_path / "runs" / "exp" / "latest.npz").meta["step"] == step + 3
+
+
+def test_bytes_mode_round_trip(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_bytes(("naïve café " * 40).encode())
+    (tmp_path / "b.yaml").write_text(
+        "data:\n  path: t.txt\n  encoding: bytes\n  val_fraction: 0\nmodel:\n  hidden_size: 48\n"
+        "train:\n  batch_size: 4\n  seq_len: 16\n  steps: 300\n  lr: 0.01\nrun:\n  eval_every: 0\n"
+    )
+    code, _, err = run(capsys, "train", tmp_path / "b.yaml", "-q")
+    assert code == 0, err
+    code, out, _ = run(capsys, "sample", "--seed", "naï", "--greedy", "-n", "13")  # 13 bytes end on a whole character
+    assert code == 0 and out.startswith("naïve café")
+    code, out, _ = run(capsys, "eval", tmp_path / "t.txt", "--json")
+    assert code == 0 and json.loads(out)["chars"] == len(("naïve café " * 40).encode()) - 1
+
+
+def test_data_prepare_summary(tmp_path, write_config, capsys):
+    config = write_config()
+    code, out, err = run(capsys, "data", "prepare", config, "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["chars"] == 384 and not summary["reused"] and summary["vocab_size"] == 14
+    code, out, err = run(capsys, "data", "prepare", config)
+    assert code == 0 and "reused" in out and "reusing" in err

@@ -1,0 +1,285 @@
+"""Preparing a corpus of any size: stream it in blocks, build the vocabulary, store the ids once.
+
+The ids go to a cache folder (uint8 when the vocabulary fits, else uint16) with a JSON
+description: the vocabulary, the source's sha256, and a checksum of the ids themselves.
+Training and evaluation read the ids through np.memmap, so a corpus of hundreds of
+megabytes never sits in memory as a Python string. Peak memory is a few blocks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from charnn.config import DataConfig
+from charnn.corpus import fetch
+from charnn.errors import CharnnError
+from charnn.vocab import Vocab
+
+BLOCK_BYTES = 1 << 24  # 16 MiB per read
+MAX_VOCAB = 65535
+REPLACEMENT = "\ufffd"  # stands for every character rarer than data.min_char_count
+CACHE_FORMAT, CACHE_VERSION = "charnn-ids", 1
+
+
+@dataclass(frozen=True)
+class PreparedCorpus:
+    vocab: Vocab
+    ids: np.ndarray  # all ids, a read-only memmap (or an in-memory array for inline text)
+    counts: np.ndarray  # occurrences of each vocabulary id
+    replaced: int  # characters mapped to REPLACEMENT because they were rare
+    replaced_distinct: int
+    source: str
+    cache_dir: Path | None
+    reused: bool  # True when an existing cache was read instead of built
+
+
+# ---- reading blocks --------------------------------------------------------------------------
+
+
+def _utf8_safe_cut(block: bytes) -> int:
+    """Length of the longest prefix of `block` that does not end inside a UTF-8 sequence."""
+    for back in range(1, min(4, len(block)) + 1):
+        byte = block[-back]
+        if byte & 0xC0 != 0x80:  # a lead byte (or ASCII): does its sequence fit?
+            need = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4
+            return len(block) if need <= back else len(block) - back
+    return len(block)
+
+
+def _blocks(stream: io.BufferedIOBase, utf8: bool) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, block) pairs; in utf-8 mode no block splits a character."""
+    offset, carry = 0, b""
+    while True:
+        data = stream.read(BLOCK_BYTES)
+        if not data:
+            break
+        block = carry + data
+        cut = _utf8_safe_cut(block) if utf8 else len(block)
+        yield offset, block[:cut]
+        offset += cut
+        carry = block[cut:]
+    if carry:
+        yield offset, carry  # an incomplete sequence at the very end: decoding reports it
+
+
+def _code_points(block: bytes, offset: int, name: str) -> np.ndarray:
+    """Code points of one block of UTF-8; errors give the byte offset in the whole file."""
+    nul = block.find(b"\x00")  # in UTF-8 a zero byte is only ever the NUL character
+    if nul >= 0:
+        raise CharnnError(
+            f"{name} looks binary (NUL byte at byte offset {offset + nul}); "
+            "give a UTF-8 text file or set data.encoding: bytes"
+        )
+    if block.isascii():
+        return np.frombuffer(block, np.uint8)
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CharnnError(
+            f"{name} is not valid UTF-8 (bad byte 0x{block[e.start]:02x} at byte offset {offset + e.start}); "
+            "fix the file, or set data.encoding: bytes to train on raw bytes"
+        ) from None
+    return np.frombuffer(text.encode("utf-32-le"), "<u4")
+
+
+# ---- the source ------------------------------------------------------------------------------
+
+
+def _open_source(data: DataConfig) -> tuple[Callable[[], io.BufferedIOBase], str, Path | None]:
+    """(opener, display name, file path or None for inline text)."""
+    if data.text is not None:
+        raw = data.text.encode("utf-8")
+        return (lambda: io.BytesIO(raw)), "data.text", None
+    path = Path(data.path) if data.path is not None else fetch(data.url, data.sha256)
+    name = data.path if data.path is not None else data.url
+    if not path.exists():
+        raise CharnnError(f"text file {path} not found; check data.path")
+    if path.is_dir():
+        raise CharnnError(f"{path} is a directory; give a text file")
+
+    def opener():
+        try:
+            return open(path, "rb")
+        except OSError as e:
+            raise CharnnError(f"cannot read {path}: {e.strerror}") from None
+
+    return opener, name, path
+
+
+def _sha256(opener) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with opener() as f:
+        for block in iter(lambda: f.read(BLOCK_BYTES), b""):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(BLOCK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---- building ----------------------------------------------------------------------------------
+
+
+def _count(opener, name: str, utf8: bool) -> np.ndarray:
+    """Occurrences of every code point (or byte) in the source, in one streaming pass."""
+    counts = np.zeros(0x110000 if utf8 else 256, np.int64)
+    with opener() as f:
+        for offset, block in _blocks(f, utf8):
+            codes = _code_points(block, offset, name) if utf8 else np.frombuffer(block, np.uint8)
+            found = np.bincount(codes)
+            counts[: len(found)] += found
+    return counts
+
+
+def _vocabulary(counts: np.ndarray, min_count: int, utf8: bool, name: str):
+    """(vocab, lookup table code point -> id, replaced occurrences, replaced distinct)."""
+    if not utf8:  # bytes mode: always the full 256-symbol vocabulary, ids are the bytes
+        return Vocab(tuple(chr(b) for b in range(256))), np.arange(256, dtype=np.uint16), 0, 0
+    present = np.flatnonzero(counts)
+    rare = present[counts[present] < min_count] if min_count > 1 else present[:0]
+    keep = np.setdiff1d(present, rare)
+    chars = {chr(c) for c in keep} | ({REPLACEMENT} if rare.size else set())
+    if not chars:
+        raise CharnnError(
+            f"{name}: every character occurs fewer than data.min_char_count = {min_count} times; lower it"
+        )
+    if len(chars) > MAX_VOCAB:
+        raise CharnnError(
+            f"{name} has {len(chars):,} distinct characters, more than {MAX_VOCAB:,}; set data.min_char_count "
+            "(e.g. 2 or 5) to map rare characters to one symbol"
+        )
+    vocab = Vocab(tuple(sorted(chars)))
+    lookup = np.zeros(int(present.max()) + 1, np.uint16)
+    code_of = np.frombuffer("".join(vocab.chars).encode("utf-32-le"), "<u4")
+    lookup[code_of[code_of < len(lookup)]] = np.flatnonzero(code_of < len(lookup))
+    if rare.size:
+        lookup[rare] = vocab.chars.index(REPLACEMENT)
+    return vocab, lookup, int(counts[rare].sum()), int(rare.size)
+
+
+def _write_ids(opener, name: str, utf8: bool, lookup: np.ndarray, dtype, out_path: Path) -> int:
+    """Encode block by block into out_path; returns the number of ids written."""
+    n = 0
+    with opener() as f, open(out_path, "wb") as out:
+        for offset, block in _blocks(f, utf8):
+            codes = _code_points(block, offset, name) if utf8 else np.frombuffer(block, np.uint8)
+            out.write(lookup[codes].astype(dtype, copy=False).tobytes())
+            n += len(codes)
+        out.flush()
+        os.fsync(out.fileno())
+    return n
+
+
+def _cache_key(data: DataConfig) -> str:
+    ident = json.dumps([data.path, data.url, data.text is not None, data.encoding, data.min_char_count])
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def _load_cache(folder: Path, source_sha: str, data: DataConfig) -> tuple[dict | None, str]:
+    """The cache's description if it is complete and matches the source, else (None, why)."""
+    meta_path = folder / "meta.json"
+    if not meta_path.exists():
+        return None, "no cache yet"
+    try:
+        meta = json.loads(meta_path.read_text())
+        ids_path = folder / meta["ids_file"]
+        if meta.get("format") != CACHE_FORMAT or meta.get("version") != CACHE_VERSION:
+            return None, "cache from another charnn version"
+        if meta["source_sha256"] != source_sha:
+            return None, "the source has changed"
+        if (meta["encoding"], meta["min_char_count"]) != (data.encoding, data.min_char_count):
+            return None, "data.encoding or data.min_char_count changed"
+        if not ids_path.exists() or ids_path.stat().st_size != meta["count"] * np.dtype(meta["dtype"]).itemsize:
+            return None, "the cached ids are truncated"
+        if _file_digest(ids_path) != meta["ids_blake2b"]:
+            return None, "the cached ids are corrupted"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, "the cache description is unreadable"
+    return meta, "reused"
+
+
+def prepare(data: DataConfig, cache_root: str | Path, log: Callable[[str], None] = lambda message: None) -> PreparedCorpus:
+    """Build (or reuse) the id cache for a data config under cache_root and open it."""
+    opener, name, _ = _open_source(data)
+    utf8 = data.encoding == "utf-8"
+    if data.text is not None:  # inline text is tiny: no cache, everything in memory
+        counts_all = _count(opener, name, utf8)
+        vocab, lookup, replaced, distinct = _vocabulary(counts_all, data.min_char_count, utf8, name)
+        with opener() as f:
+            block = f.read()
+        codes = _code_points(block, 0, name) if utf8 else np.frombuffer(block, np.uint8)
+        ids = lookup[codes].astype(np.uint8 if vocab.size <= 256 else np.uint16)
+        if ids.size == 0:
+            raise CharnnError(f"{name} is empty; give a text with at least a few characters")
+        counts = np.bincount(ids, minlength=vocab.size)
+        return PreparedCorpus(vocab, ids, counts, replaced, distinct, name, None, False)
+
+    source_sha, size = _sha256(opener)
+    if size == 0:
+        raise CharnnError(f"{name} is empty; give a text with at least a few characters")
+    folder = Path(cache_root) / _cache_key(data)
+    meta, why = _load_cache(folder, source_sha, data)
+    reused = meta is not None
+    if reused:
+        log(f"reusing the prepared ids in {folder}")
+    else:
+        log(f"preparing {name} ({why}): writing ids to {folder}")
+        meta = _build(opener, name, utf8, data, source_sha, folder)
+    vocab = Vocab(tuple(meta["vocab"]))
+    ids = np.memmap(folder / meta["ids_file"], dtype=meta["dtype"], mode="r", shape=(meta["count"],))
+    return PreparedCorpus(vocab, ids, np.array(meta["counts"], np.int64), meta["replaced"],
+                          meta["replaced_distinct"], name, folder, reused)
+
+
+def _build(opener, name: str, utf8: bool, data: DataConfig, source_sha: str, folder: Path) -> dict:
+    counts_all = _count(opener, name, utf8)
+    vocab, lookup, replaced, distinct = _vocabulary(counts_all, data.min_char_count, utf8, name)
+    dtype = np.dtype(np.uint8 if vocab.size <= 256 else np.uint16)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*"):  # a cache that failed its checks is never trained on
+        stale.unlink()
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ids-", suffix=".tmp")
+    os.close(fd)
+    ids_file = f"ids.{dtype.name}"
+    try:
+        count = _write_ids(opener, name, utf8, lookup, dtype, Path(tmp))
+        digest = _file_digest(Path(tmp))
+        os.replace(tmp, folder / ids_file)
+        ids = np.memmap(folder / ids_file, dtype=dtype, mode="r", shape=(count,))
+        counts = np.bincount(ids, minlength=vocab.size).tolist()
+        del ids
+        meta = {
+            "format": CACHE_FORMAT, "version": CACHE_VERSION, "source": name, "source_sha256": source_sha,
+            "encoding": data.encoding, "min_char_count": data.min_char_count, "vocab": list(vocab.chars),
+            "dtype": dtype.name, "count": count, "ids_file": ids_file, "ids_blake2b": digest,
+            "replaced": replaced, "replaced_distinct": distinct, "counts": counts,
+        }
+        meta_tmp = folder / ".meta.json.tmp"
+        meta_tmp.write_text(json.dumps(meta, ensure_ascii=False))
+        os.replace(meta_tmp, folder / "meta.json")  # written last: its presence marks a complete cache
+    except OSError as e:
+        for leftover in folder.glob("*"):
+            leftover.unlink(missing_ok=True)
+        raise CharnnError(
+            f"cannot write the prepared ids to {folder}: {e.strerror or e}; free some disk space "
+            "or point run.dir at a disk with room (nothing partial was kept)"
+        ) from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return meta

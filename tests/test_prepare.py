@@ -1,0 +1,125 @@
+"""Streaming corpus preparation, the id cache, and batched evaluation."""
+
+import errno
+
+import numpy as np
+import pytest
+
+from charnn import model, prepare
+from charnn.config import DataConfig
+from charnn.errors import CharnnError
+from charnn.evaluate import evaluate_ids
+from charnn.vocab import Vocab
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(prepare, "BLOCK_BYTES", 7)  # force many blocks and split characters
+
+
+def make(tmp_path, content: bytes, **kw):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(content)
+    return DataConfig(path=str(path), **kw)
+
+
+def test_streamed_ids_equal_in_memory_encoding(tmp_path, small_blocks):
+    text = "héllo wörld — ∑ 🙂 ok\n" * 50
+    logs = []
+    got = prepare.prepare(make(tmp_path, text.encode()), tmp_path / "cache", logs.append)
+    vocab = Vocab.from_text(text)
+    assert got.vocab == vocab
+    np.testing.assert_array_equal(np.asarray(got.ids), vocab.encode(text))
+    assert got.ids.dtype == np.uint8 and isinstance(got.ids, np.memmap) and not got.reused
+    assert int(got.counts[vocab.chars.index("o")]) == text.count("o")
+    again = prepare.prepare(make(tmp_path, text.encode()), tmp_path / "cache", logs.append)
+    assert again.reused and "reusing" in logs[-1]
+
+
+def test_changed_source_rebuilds(tmp_path):
+    prepare.prepare(make(tmp_path, b"abcabc"), tmp_path / "cache")
+    logs = []
+    got = prepare.prepare(make(tmp_path, b"xyzxyz"), tmp_path / "cache", logs.append)
+    assert not got.reused and "source has changed" in logs[0]
+    assert got.vocab.chars == ("x", "y", "z")
+
+
+@pytest.mark.parametrize("damage, why", [("truncate", "truncated"), ("flip", "corrupted")])
+def test_damaged_cache_is_rebuilt_never_used(tmp_path, damage, why):
+    data = make(tmp_path, b"abcabcabc")
+    first = prepare.prepare(data, tmp_path / "cache")
+    ids_path = first.cache_dir / "ids.uint8"
+    del first
+    raw = ids_path.read_bytes()
+    ids_path.write_bytes(raw[:-2] if damage == "truncate" else bytes([raw[0] ^ 1]) + raw[1:])
+    logs = []
+    got = prepare.prepare(data, tmp_path / "cache", logs.append)
+    assert why in logs[0] and not got.reused
+    np.testing.assert_array_equal(np.asarray(got.ids), [0, 1, 2] * 3)
+
+
+def test_invalid_utf8_gives_byte_offset_and_hint(tmp_path, small_blocks):
+    content = "ab€cd".encode() + b"\xff" + b"tail"
+    with pytest.raises(CharnnError, match=r"byte offset 7.*data.encoding: bytes"):
+        prepare.prepare(make(tmp_path, content), tmp_path / "cache")
+
+
+def test_binary_file_is_named_as_such(tmp_path):
+    with pytest.raises(CharnnError, match="looks binary .*byte offset 3"):
+        prepare.prepare(make(tmp_path, b"abc\x00def"), tmp_path / "cache")
+
+
+def test_empty_file(tmp_path):
+    with pytest.raises(CharnnError, match="is empty"):
+        prepare.prepare(make(tmp_path, b""), tmp_path / "cache")
+
+
+def test_bytes_mode_has_256_symbols_and_reads_anything(tmp_path):
+    content = bytes([0, 255, 10, 200, 0])
+    got = prepare.prepare(make(tmp_path, content, encoding="bytes"), tmp_path / "cache")
+    assert got.vocab.size == 256
+    np.testing.assert_array_equal(np.asarray(got.ids), list(content))
+
+
+def test_min_char_count_maps_rare_characters_to_one_symbol(tmp_path):
+    got = prepare.prepare(make(tmp_path, "aaaabbbbxyz".encode(), min_char_count=2), tmp_path / "cache")
+    assert got.vocab.chars == ("a", "b", prepare.REPLACEMENT)
+    assert got.replaced == 3 and got.replaced_distinct == 3
+    np.testing.assert_array_equal(np.asarray(got.ids)[-3:], [2, 2, 2])
+
+
+def test_too_many_distinct_characters_suggests_min_char_count(tmp_path, monkeypatch):
+    monkeypatch.setattr(prepare, "MAX_VOCAB", 3)
+    with pytest.raises(CharnnError, match="4 distinct characters.*min_char_count"):
+        prepare.prepare(make(tmp_path, b"abcd"), tmp_path / "cache")
+
+
+def test_disk_full_leaves_no_partial_cache(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(prepare, "_write_ids", full)
+    with pytest.raises(CharnnError, match="No space left on device.*nothing partial was kept"):
+        prepare.prepare(make(tmp_path, b"abcabc"), tmp_path / "cache")
+    assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
+
+
+def test_inline_text_needs_no_cache(tmp_path):
+    got = prepare.prepare(DataConfig(text="hello"), tmp_path / "cache")
+    assert got.cache_dir is None and got.vocab.chars == ("e", "h", "l", "o")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_batched_evaluation_matches_the_exact_single_stream_value():
+    rng = np.random.default_rng(0)
+    params = model.init_params(12, 16, 2, init="uniform", scale=0.2, rng=rng, dtype=np.float64)
+    ids = rng.integers(0, 12, 4001)
+    exact = evaluate_ids(params, ids).nats_per_char
+    assert evaluate_ids(params, ids, streams=7, warmup=200).nats_per_char == pytest.approx(exact, rel=1e-6)
+    # the exact definition, by hand: mean over i >= 1 of -ln p(c_i | c_<i) from a zero state
+    h = model.zero_state(params, 1)
+    total = 0.0
+    for i in range(1, 40):
+        loss, h, _ = model.forward(params, ids[None, i - 1 : i], ids[None, i : i + 1], h)
+        total += loss
+    assert evaluate_ids(params, ids[:40]).nats_per_char == pytest.approx(total / 39, rel=1e-12)
