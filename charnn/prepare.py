@@ -24,7 +24,7 @@ from charnn.corpus import fetch
 from charnn.errors import CharnnError
 from charnn.vocab import Vocab
 
-BLOCK_BYTES = 1 << 24  # 16 MiB per read
+BLOCK_BYTES = 1 << 22  # 4 MiB per read: bincount's int64 temporaries stay small
 MAX_VOCAB = 65535
 REPLACEMENT = "\ufffd"  # stands for every character rarer than data.min_char_count
 CACHE_FORMAT, CACHE_VERSION = "charnn-ids", 1
@@ -172,17 +172,21 @@ def _vocabulary(counts: np.ndarray, min_count: int, utf8: bool, name: str):
     return vocab, lookup, int(counts[rare].sum()), int(rare.size)
 
 
-def _write_ids(opener, name: str, utf8: bool, lookup: np.ndarray, dtype, out_path: Path) -> int:
-    """Encode block by block into out_path; returns the number of ids written."""
-    n = 0
+def _write_ids(opener, name: str, utf8: bool, lookup: np.ndarray, dtype, out_path: Path, vocab_size: int):
+    """Encode block by block into out_path; returns (ids written, their blake2b, count per id)."""
+    n, digest, counts = 0, hashlib.blake2b(digest_size=16), np.zeros(vocab_size, np.int64)
     with opener() as f, open(out_path, "wb") as out:
         for offset, block in _blocks(f, utf8):
             codes = _code_points(block, offset, name) if utf8 else np.frombuffer(block, np.uint8)
-            out.write(lookup[codes].astype(dtype, copy=False).tobytes())
-            n += len(codes)
+            ids = lookup[codes].astype(dtype, copy=False)
+            counts += np.bincount(ids, minlength=vocab_size)
+            data = ids.tobytes()
+            out.write(data)
+            digest.update(data)
+            n += len(ids)
         out.flush()
         os.fsync(out.fileno())
-    return n
+    return n, digest.hexdigest(), counts
 
 
 def _cache_key(data: DataConfig) -> str:
@@ -257,17 +261,13 @@ def _build(opener, name: str, utf8: bool, data: DataConfig, source_sha: str, fol
     os.close(fd)
     ids_file = f"ids.{dtype.name}"
     try:
-        count = _write_ids(opener, name, utf8, lookup, dtype, Path(tmp))
-        digest = _file_digest(Path(tmp))
+        count, digest, counts = _write_ids(opener, name, utf8, lookup, dtype, Path(tmp), vocab.size)
         os.replace(tmp, folder / ids_file)
-        ids = np.memmap(folder / ids_file, dtype=dtype, mode="r", shape=(count,))
-        counts = np.bincount(ids, minlength=vocab.size).tolist()
-        del ids
         meta = {
             "format": CACHE_FORMAT, "version": CACHE_VERSION, "source": name, "source_sha256": source_sha,
             "encoding": data.encoding, "min_char_count": data.min_char_count, "vocab": list(vocab.chars),
             "dtype": dtype.name, "count": count, "ids_file": ids_file, "ids_blake2b": digest,
-            "replaced": replaced, "replaced_distinct": distinct, "counts": counts,
+            "replaced": replaced, "replaced_distinct": distinct, "counts": counts.tolist(),
         }
         meta_tmp = folder / ".meta.json.tmp"
         meta_tmp.write_text(json.dumps(meta, ensure_ascii=False))
