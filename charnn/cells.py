@@ -1,0 +1,161 @@
+"""Gated recurrent cells over T steps: LSTM and GRU, forward and exact backward.
+
+Row vectors, time-major (T, B, .) arrays; the input part of every gate is precomputed for
+all steps at once (one GEMM or row lookup), so each step does one fused (B, H) x (H, kH)
+matmul for all its gates. Gate order matches PyTorch's nn.LSTM / nn.GRU, so checkpoints
+map one-to-one onto theirs.
+
+LSTM, gates i, f, g, o (xa = x W_x + b, a_t = xa_t + h_{t-1} W_h):
+    i, f, o = sigmoid(a_i, a_f, a_o),  g = tanh(a_g)
+    c_t = f * c_{t-1} + i * g,         h_t = o * tanh(c_t)
+GRU, gates r, z, n (xa = x W_x + b_x, ha = h_{t-1} W_h + b_h):
+    r, z = sigmoid(xa_r + ha_r, xa_z + ha_z),  n = tanh(xa_n + r * ha_n)
+    h_t = (1 - z) * n + z * h_{t-1}
+The carried state of an LSTM layer is [h | c], shape (B, 2H); of a GRU layer, h (B, H).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+def _sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Logistic function as 0.5 * (1 + tanh(x / 2)): no overflow for any x, and works in place."""
+    np.multiply(x, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
+
+
+class LSTMCache(NamedTuple):
+    gates: np.ndarray  # (T, B, 4H) activated i, f, g, o
+    c: np.ndarray  # (T+1, B, H) cell states, c[0] the initial one
+    tanh_c: np.ndarray  # (T, B, H)
+    h: np.ndarray  # (T+1, B, H) outputs, h[0] the initial one
+
+
+def lstm_layer_forward(xa: np.ndarray, state0: np.ndarray, W_h: np.ndarray) -> tuple[np.ndarray, np.ndarray, LSTMCache]:
+    """xa: (T, B, 4H) input part of the gates; state0: (B, 2H) = [h0 | c0].
+
+    Returns (h of shape (T+1, B, H) with h[0] = h0, last state [h_T | c_T], cache).
+    """
+    T, B, H4 = xa.shape
+    H = H4 // 4
+    h = np.empty((T + 1, B, H), xa.dtype)
+    c = np.empty((T + 1, B, H), xa.dtype)
+    gates = np.empty((T, B, H4), xa.dtype)
+    tanh_c = np.empty((T, B, H), xa.dtype)
+    h[0], c[0] = state0[:, :H], state0[:, H:]
+    for t in range(T):
+        a = gates[t]
+        np.matmul(h[t], W_h, out=a)
+        a += xa[t]
+        _sigmoid(a[:, : 2 * H], out=a[:, : 2 * H])  # i, f
+        np.tanh(a[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])  # g
+        _sigmoid(a[:, 3 * H :], out=a[:, 3 * H :])  # o
+        i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+        np.multiply(f, c[t], out=c[t + 1])
+        c[t + 1] += i * g
+        np.tanh(c[t + 1], out=tanh_c[t])
+        np.multiply(o, tanh_c[t], out=h[t + 1])
+    last = np.concatenate([h[-1], c[-1]], axis=1)
+    return h, last, LSTMCache(gates, c, tanh_c, h)
+
+
+def lstm_layer_backward(
+    dh_out: np.ndarray, cache: LSTMCache, W_h: np.ndarray, dstate_last: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dh_out: (T, B, H) gradient reaching h[1:] from outside. Returns (dxa, dW_h, dstate0)."""
+    T, B, H = dh_out.shape
+    g_all = cache.gates
+    i, f, g, o = (g_all[..., k * H : (k + 1) * H] for k in range(4))
+    # everything that does not depend on the running gradient, for all steps at once
+    d_i = g * i * (1 - i)  # da_i = dc * g * sigmoid'
+    d_f = cache.c[:-1] * f * (1 - f)  # da_f = dc * c_{t-1} * sigmoid'
+    d_g = i * (1 - g * g)  # da_g = dc * i * tanh'
+    d_o = cache.tanh_c * o * (1 - o)  # da_o = dh * tanh(c) * sigmoid'
+    dc_from_h = o * (1 - cache.tanh_c**2)  # dc += dh * o * tanh'(c)
+    da = np.empty_like(g_all)
+    if dstate_last is None:
+        dh, dc = np.zeros((B, H), dh_out.dtype), np.zeros((B, H), dh_out.dtype)
+    else:
+        dh, dc = dstate_last[:, :H].copy(), dstate_last[:, H:].copy()
+    W_h_T = W_h.T
+    for t in range(T - 1, -1, -1):
+        dh += dh_out[t]  # total gradient on h_t
+        dc += dh * dc_from_h[t]  # total gradient on c_t
+        a = da[t]
+        np.multiply(dc, d_i[t], out=a[:, :H])
+        np.multiply(dc, d_f[t], out=a[:, H : 2 * H])
+        np.multiply(dc, d_g[t], out=a[:, 2 * H : 3 * H])
+        np.multiply(dh, d_o[t], out=a[:, 3 * H :])
+        dc *= f[t]  # to c_{t-1}
+        np.matmul(a, W_h_T, out=dh)  # to h_{t-1}
+    dW_h = cache.h[:-1].reshape(T * B, H).T @ da.reshape(T * B, 4 * H)
+    return da, dW_h, np.concatenate([dh, dc], axis=1)
+
+
+class GRUCache(NamedTuple):
+    r: np.ndarray  # (T, B, H)
+    z: np.ndarray
+    n: np.ndarray
+    ha_n: np.ndarray  # (T, B, H): h_{t-1} W_hn + b_hn, which r gates
+    h: np.ndarray  # (T+1, B, H), h[0] the initial state
+
+
+def gru_layer_forward(
+    xa: np.ndarray, state0: np.ndarray, W_h: np.ndarray, b_h: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, GRUCache]:
+    """xa: (T, B, 3H) = x W_x + b_x; state0: (B, H). Returns (h (T+1, B, H), h_T, cache)."""
+    T, B, H3 = xa.shape
+    H = H3 // 3
+    h = np.empty((T + 1, B, H), xa.dtype)
+    r, z, n, ha_n = (np.empty((T, B, H), xa.dtype) for _ in range(4))
+    h[0] = state0
+    ha = np.empty((B, H3), xa.dtype)
+    rz = np.empty((B, 2 * H), xa.dtype)
+    for t in range(T):
+        np.matmul(h[t], W_h, out=ha)
+        ha += b_h
+        np.add(xa[t, :, : 2 * H], ha[:, : 2 * H], out=rz)
+        _sigmoid(rz, out=rz)
+        r[t], z[t] = rz[:, :H], rz[:, H:]
+        ha_n[t] = ha[:, 2 * H :]
+        np.multiply(r[t], ha_n[t], out=n[t])
+        n[t] += xa[t, :, 2 * H :]
+        np.tanh(n[t], out=n[t])
+        # h_t = n + z * (h_{t-1} - n)
+        np.subtract(h[t], n[t], out=h[t + 1])
+        h[t + 1] *= z[t]
+        h[t + 1] += n[t]
+    return h, h[-1].copy(), GRUCache(r, z, n, ha_n, h)
+
+
+def gru_layer_backward(
+    dh_out: np.ndarray, cache: GRUCache, W_h: np.ndarray, dstate_last: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """dh_out: (T, B, H) from outside. Returns (dxa (T, B, 3H), dW_h, db_h, dstate0)."""
+    T, B, H = dh_out.shape
+    r, z, n, ha_n, h = cache
+    d_n = (1 - z) * (1 - n * n)  # dan = dh * (1 - z) * tanh'
+    d_z = (h[:-1] - n) * z * (1 - z)  # daz = dh * (h_{t-1} - n) * sigmoid'
+    d_r = ha_n * r * (1 - r)  # dar = dan * ha_n * sigmoid'
+    dxa = np.empty((T, B, 3 * H), dh_out.dtype)
+    dha = np.empty((T, B, 3 * H), dh_out.dtype)
+    dh = np.zeros((B, H), dh_out.dtype) if dstate_last is None else dstate_last.copy()
+    W_h_T = W_h.T
+    for t in range(T - 1, -1, -1):
+        dh += dh_out[t]  # total gradient on h_t
+        x, a = dxa[t], dha[t]
+        np.multiply(dh, d_n[t], out=x[:, 2 * H :])  # through n
+        np.multiply(x[:, 2 * H :], d_r[t], out=x[:, :H])  # through r, which scales ha_n
+        np.multiply(dh, d_z[t], out=x[:, H : 2 * H])  # through z
+        a[:, : 2 * H] = x[:, : 2 * H]
+        np.multiply(x[:, 2 * H :], r[t], out=a[:, 2 * H :])
+        dh *= z[t]  # the direct path z * h_{t-1}
+        dh += a @ W_h_T
+    dW_h = h[:-1].reshape(T * B, H).T @ dha.reshape(T * B, 3 * H)
+    return dxa, dW_h, dha.sum(axis=(0, 1)), dh
