@@ -196,6 +196,36 @@ class TorchStep:
 # ---- timing ---------------------------------------------------------------------------------
 
 
+class OtherLoad:
+    """CPU time used by other processes while timing (Linux /proc/stat), as a fraction of the machine.
+
+    Timings are only comparable on an otherwise idle machine; this says when it wasn't.
+    """
+
+    def __init__(self) -> None:
+        self.ok = os.path.exists("/proc/stat")
+        self.start()
+
+    @staticmethod
+    def _busy() -> float:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+    def start(self) -> None:
+        if self.ok:
+            t = os.times()
+            self.t0, self.busy0, self.own0 = time.perf_counter(), self._busy(), t.user + t.system
+
+    def fraction(self) -> float | None:
+        if not self.ok:
+            return None
+        t = os.times()
+        wall = (time.perf_counter() - self.t0) * (os.cpu_count() or 1)
+        others = (self._busy() - self.busy0) - (t.user + t.system - self.own0)
+        return max(0.0, others / wall) if wall > 0 else None
+
+
 def time_steps(step, n: int) -> float:
     t0 = time.perf_counter()
     for _ in range(n):
@@ -339,10 +369,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seq-len", "-T", type=int, default=64)
     ap.add_argument("--vocab", "-V", type=int, default=65, help="vocabulary size for random ids")
     ap.add_argument("--text", help="train on this text's ids (e.g. /work/shared/data/tinyshakespeare.txt)")
-    ap.add_argument("--repeats", type=int, default=7, help="timed repeats per size and framework")
-    ap.add_argument("--repeat-seconds", type=float, default=0.6, help="about how long one repeat runs")
+    ap.add_argument("--repeats", type=int, default=11, help="timed repeats per size and framework")
+    ap.add_argument("--repeat-seconds", type=float, default=0.4, help="about how long one repeat runs")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
     ap.add_argument("--threads", type=int, help="BLAS / torch threads (default: NumPy BLAS's current count)")
+    ap.add_argument("--settle", type=float, default=0.2,
+                    help="seconds of sleep before each repeat when switching frameworks (default 0.2)")
     ap.add_argument("--model", default="charnn.model", help="module or .py path with charnn.model's API")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     ap.add_argument("--peak-size", type=int, default=2048, help="n of the n x n GEMM peak measurement")
@@ -397,12 +429,13 @@ def main(argv=None) -> int:
     peak = measure_peak(args.peak_size)
     print(f"  float32 GEMM peak ({args.peak_size}^3 matmul): {peak:,.1f} GFLOP/s")
     print(f"  {args.repeats} repeats of ~{args.repeat_seconds}s each, median reported"
-          + (", NumPy and torch repeats interleaved" if torch else ""))
+          + (", NumPy and torch repeats interleaved (np/torch: ratio of the medians; paired: median "
+             "ratio of back-to-back repeats)" if torch else ""))
     print()
 
     header = f"{'H':>5} {'B':>4} {'numpy chars/s':>14} {'GFLOP/s':>8} {'%peak':>6}"
     if torch:
-        header += f" {'torch chars/s':>14} {'GFLOP/s':>8} {'np/torch':>8}"
+        header += f" {'torch chars/s':>14} {'GFLOP/s':>8} {'np/torch':>8} {'paired':>7}"
     print(header)
     results = []
     for H, B in sizes:
@@ -416,6 +449,7 @@ def main(argv=None) -> int:
             th_step = TorchStep(torch, H, B, T, V, Batches(B, T, V, text_ids, args.seed), args.seed)
             n_th = steps_for(th_step, args.repeat_seconds, args.warmup)
         np_rates, th_rates = [], []
+        load = OtherLoad()
         for r in range(args.repeats):
             # alternate which goes first so neither always follows the other
             order = [("np", np_step, n_np), ("th", th_step, n_th if torch else 0)]
@@ -424,6 +458,8 @@ def main(argv=None) -> int:
             for kind, step, n in order:
                 if step is None:
                     continue
+                if torch and args.settle > 0:
+                    time.sleep(args.settle)  # let the other library's worker threads stop spinning
                 dt = time_steps(step, n)
                 (np_rates if kind == "np" else th_rates).append(n * chars / dt)
         np_rate = statistics.median(np_rates)
@@ -433,13 +469,18 @@ def main(argv=None) -> int:
         if torch:
             th_rate = statistics.median(th_rates)
             th_gflops = th_rate * flops_per_char / 1e9
-            line += f" {th_rate:>14,.0f} {th_gflops:>8.1f} {np_rate / th_rate:>8.2f}"
+            paired = statistics.median(a / b for a, b in zip(np_rates, th_rates))
+            line += f" {th_rate:>14,.0f} {th_gflops:>8.1f} {np_rate / th_rate:>8.2f} {paired:>7.2f}"
         print(line, flush=True)
         if not np.isfinite(np_step.loss):
             print(f"      warning: NumPy loss is {np_step.loss}")
+        others = load.fraction()
+        if others is not None and others > 0.05:
+            print(f"      warning: other processes used {100 * others:.0f}% of the CPUs meanwhile; "
+                  "these numbers are unreliable, rerun on an idle machine")
         spread = (max(np_rates) - min(np_rates)) / np_rate
         if spread > 0.15:
-            print(f"      note: NumPy repeats spread {100 * spread:.0f}% of the median (noisy machine?)")
+            print(f"      note: NumPy repeats spread {100 * spread:.0f}% of the median")
         results.append((H, B, np_rate, th_rate))
 
     if args.sample_chars > 0:
