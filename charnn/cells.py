@@ -66,9 +66,16 @@ def lstm_layer_forward(xa: np.ndarray, state0: np.ndarray, W_h: np.ndarray) -> t
 
 
 def lstm_layer_backward(
-    dh_out: np.ndarray, cache: LSTMCache, W_h: np.ndarray, dstate_last: np.ndarray | None = None
+    dh_out: np.ndarray,
+    cache: LSTMCache,
+    W_h: np.ndarray,
+    dstate_last: np.ndarray | None = None,
+    trace: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """dh_out: (T, B, H) gradient reaching h[1:] from outside. Returns (dxa, dW_h, dstate0)."""
+    """dh_out: (T, B, H) gradient reaching h[1:] from outside. Returns (dxa, dW_h, dstate0).
+
+    With a `trace` dict, also records the total gradients on every h_t and c_t ("dh", "dc").
+    """
     T, B, H = dh_out.shape
     g_all = cache.gates
     i, f, g, o = (g_all[..., k * H : (k + 1) * H] for k in range(4))
@@ -84,9 +91,13 @@ def lstm_layer_backward(
     else:
         dh, dc = dstate_last[:, :H].copy(), dstate_last[:, H:].copy()
     W_h_T = W_h.T
+    if trace is not None:
+        trace["dh"], trace["dc"] = np.empty_like(dh_out), np.empty_like(dh_out)
     for t in range(T - 1, -1, -1):
         dh += dh_out[t]  # total gradient on h_t
         dc += dh * dc_from_h[t]  # total gradient on c_t
+        if trace is not None:
+            trace["dh"][t], trace["dc"][t] = dh, dc
         a = da[t]
         np.multiply(dc, d_i[t], out=a[:, :H])
         np.multiply(dc, d_f[t], out=a[:, H : 2 * H])
@@ -135,9 +146,17 @@ def gru_layer_forward(
 
 
 def gru_layer_backward(
-    dh_out: np.ndarray, cache: GRUCache, W_h: np.ndarray, dstate_last: np.ndarray | None = None
+    dh_out: np.ndarray,
+    cache: GRUCache,
+    W_h: np.ndarray,
+    dstate_last: np.ndarray | None = None,
+    trace: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """dh_out: (T, B, H) from outside. Returns (dxa (T, B, 3H), dW_h, db_h, dstate0)."""
+    """dh_out: (T, B, H) from outside. Returns (dxa (T, B, 3H), dW_h, db_h, dstate0).
+
+    With a `trace` dict, also records the total gradient on every h_t ("dh") and the
+    gradient of the recurrent part h_{t-1} W_h + b_h ("dha").
+    """
     T, B, H = dh_out.shape
     r, z, n, ha_n, h = cache
     d_n = (1 - z) * (1 - n * n)  # dan = dh * (1 - z) * tanh'
@@ -147,8 +166,12 @@ def gru_layer_backward(
     dha = np.empty((T, B, 3 * H), dh_out.dtype)
     dh = np.zeros((B, H), dh_out.dtype) if dstate_last is None else dstate_last.copy()
     W_h_T = W_h.T
+    if trace is not None:
+        trace["dh"], trace["dha"] = np.empty_like(dh_out), dha
     for t in range(T - 1, -1, -1):
         dh += dh_out[t]  # total gradient on h_t
+        if trace is not None:
+            trace["dh"][t] = dh
         x, a = dxa[t], dha[t]
         np.multiply(dh, d_n[t], out=x[:, 2 * H :])  # through n
         np.multiply(x[:, 2 * H :], d_r[t], out=x[:, :H])  # through r, which scales ha_n

@@ -111,7 +111,7 @@ def load(path: str | Path) -> Checkpoint:
 def _check_params(path: Path, params: dict[str, np.ndarray], meta: dict) -> None:
     try:
         cfg = meta["config"]["model"]
-        expected = model.param_shapes(len(meta["vocab"]), cfg["hidden_size"], cfg["num_layers"])
+        expected = model.param_shapes(len(meta["vocab"]), cfg["hidden_size"], cfg["num_layers"], cfg.get("cell", "rnn"))
     except (KeyError, TypeError):
         raise CharnnError(f"checkpoint {path} has incomplete metadata; use another checkpoint") from None
     got = {k: v.shape for k, v in params.items()}

@@ -252,7 +252,7 @@ def inspect_gradients(
         corpus = load_corpus(cfg)
         m = cfg.model
         params = model.init_params(corpus.vocab.size, m.hidden_size, m.num_layers, init=m.init, scale=m.init_scale,
-                                   rng=np.random.default_rng(cfg.run.seed), dtype=np.float64)
+                                   rng=np.random.default_rng(cfg.run.seed), dtype=np.float64, cell=m.cell)
         vocab, encoding = corpus.vocab, cfg.data.encoding
     else:
         try:

@@ -17,10 +17,9 @@ from typing import Any
 import yaml
 
 from charnn.errors import CharnnError
-from charnn.model import INITS
+from charnn.model import CELLS, INITS
 from charnn.optim import CLIP_MODES, OPTIMIZERS, SCHEDULES
 
-CELLS = ("rnn",)
 DTYPES = ("float32", "float64")
 ENCODINGS = ("utf-8", "bytes")
 
@@ -39,7 +38,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    cell: str = "rnn"
+    cell: str = "rnn"  # rnn (Elman) | lstm | gru
     hidden_size: int = 128
     num_layers: int = 1
     dropout: float = 0.0  # between layers and before the head, training only

@@ -138,22 +138,24 @@ def gradient_tables(report, max_rows: int = 16) -> list:
         positive = [v for v in layer.dL_ds if math.isfinite(v) and v > 0]
         lo = math.log10(min(positive)) - 0.3 if positive else 0.0
         hi = math.log10(max(positive)) if positive else 1.0
-        table = Table(title=f"layer {layer.layer}: gradient flowing back k steps (mean of {report.windows} windows)",
-                      title_justify="left")
-        for name in ("lag k", "dL/ds", "jacobian", "contribution"):
+        table = Table(title=f"layer {layer.layer} ({layer.cell}): gradient flowing back k steps "
+                      f"(mean of {report.windows} windows)", title_justify="left")
+        lstm = layer.dL_dc is not None
+        for name in ("lag k", "dL/ds", "jacobian", "contribution") + (("dL/dc", "cell path") if lstm else ()):
             table.add_column(name, justify="right")
         table.add_column("dL/ds, log scale")
         for k in rows:
+            extra = (f"{layer.dL_dc[k]:.3e}", f"{layer.cell_path[k]:.3e}") if lstm else ()
             table.add_row(str(k), f"{layer.dL_ds[k]:.3e}", f"{layer.jacobian[k]:.3e}",
-                          f"{layer.contribution[k]:.3e}", _log_bar(layer.dL_ds[k], lo, hi))
+                          f"{layer.contribution[k]:.3e}", *extra, _log_bar(layer.dL_ds[k], lo, hi, 10 if lstm else 24))
         out.append(table)
         horizon = "beyond T" if layer.horizon is None else f"{layer.horizon} steps"
         colour = {"vanishing": "yellow", "exploding": "red", "healthy": "green"}[layer.verdict]
+        radius = "" if layer.spectral_radius is None else f"spectral radius {layer.spectral_radius:.3f}, "
         out.append(
             f"[bold {colour}]{layer.verdict}[/]: memory horizon {horizon}, "
             f"{'growth' if layer.factor > 1 else 'decay'} factor {layer.factor:.3f} per step, "
-            f"spectral radius {layer.spectral_radius:.3f}, largest singular value {layer.max_singular_value:.3f}. "
-            f"{layer.advice}\n"
+            f"{radius}largest singular value {layer.max_singular_value:.3f}. {layer.advice}\n"
         )
     params = Table(title="parameters (gradient of the mean loss over the windows)", title_justify="left")
     for name in ("parameter", "grad norm", "param norm", "ratio"):

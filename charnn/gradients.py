@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from charnn import model
+from charnn import cells, model
 from charnn.errors import CharnnError
 
 HORIZON_FRACTION = 1e-3  # the horizon is where dL/ds falls below this fraction of its k = 0 value
@@ -37,8 +37,11 @@ class LayerReport:
     factor: float  # fitted per-step growth (> 1) or decay (< 1) of dL/ds
     verdict: str  # vanishing | exploding | healthy
     advice: str
-    spectral_radius: float
-    max_singular_value: float
+    spectral_radius: float | None  # of W_hh; None for gated cells, whose W_h is not square
+    max_singular_value: float  # of the recurrent matrix (W_hh, or W_h with all gate blocks)
+    cell: str = "rnn"
+    dL_dc: list[float] | None = None  # LSTM: ||dl_T / dc_{T-k}||, the cell-state path of the gradient
+    cell_path: list[float] | None = None  # LSTM: ||prod of diag(f)||, the direct carousel through c
 
 
 @dataclass
@@ -77,88 +80,135 @@ class GradientReport:
 # ---- the per-lag quantities ---------------------------------------------------------------
 
 
-def _forward_states(params: model.Params, ids: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """States per layer, (T+1, N, H) with a zero row 0, and the last step's probabilities (N, V)."""
-    N = ids.shape[0]
-    x_ids, y = ids[:, :-1], ids[:, 1:]
-    _, _, cache = model.forward(params, x_ids, y, model.zero_state(params, N))
-    T = x_ids.shape[1]
-    last_probs = cache.probs.reshape(T, N, -1)[-1]
-    return cache.states, last_probs
+@dataclass
+class _Flow:
+    """How the last step's loss reaches one layer: per step t = 1..T (row t-1), all windows."""
+
+    g: np.ndarray  # (T, N, H) total dl_T/dh_t
+    da: np.ndarray  # (T, N, kH) gradient of the recurrent pre-activation; h_{t-1}^T da_t is dW_rec's term
+    gc: np.ndarray | None  # (T, N, H) total dl_T/dc_t (LSTM only)
 
 
-def _last_step_state_grads(params: model.Params, ids: np.ndarray, states: list, last_probs: np.ndarray):
-    """dl_T/ds_t for every layer and step: list of (T, N, H), from the last step's loss only.
+def _last_step_flows(params: model.Params, ids: np.ndarray, cache: model.ForwardCache) -> list[_Flow]:
+    """The gradient of each window's last-step loss l_T through every layer and step.
 
     Each window's l_T depends only on its own row, so one batched pass serves all windows.
     """
-    N = ids.shape[0]
-    T = ids.shape[1] - 1
-    L = len(states)
-    dlogits = last_probs.copy()
+    N, T = ids.shape[0], ids.shape[1] - 1
+    cell = model.cell_of(params)
+    W_in_name, _, W_rec_name = model._NAMES[cell]
+    dlogits = cache.probs.reshape(T, N, -1)[-1].copy()
     dlogits[np.arange(N), ids[:, -1]] -= 1
     dS = np.zeros((T, N, params["head.W_hy"].shape[0]))
     dS[-1] = dlogits @ params["head.W_hy"].T
-    total = [None] * L
-    for layer in range(L - 1, -1, -1):
-        S = states[layer]
-        W_hh = params[f"rnn.{layer}.W_hh"]
-        dtanh = 1 - S[1:] ** 2
-        g = np.empty_like(dS)  # total gradient on s_t
-        dh = np.zeros_like(dS[0])
-        for t in range(T - 1, -1, -1):
-            g[t] = dS[t] + dh
-            dh = (g[t] * dtanh[t]) @ W_hh.T
-        total[layer] = g
+    flows: list[_Flow] = [None] * len(cache.states)
+    for layer in range(len(cache.states) - 1, -1, -1):
+        W_rec = params[f"rnn.{layer}.{W_rec_name}"]
+        if cell == "rnn":
+            S = cache.states[layer]
+            dtanh = 1 - S[1:] ** 2
+            g = np.empty_like(dS)  # total gradient on s_t
+            dh = np.zeros_like(dS[0])
+            for t in range(T - 1, -1, -1):
+                g[t] = dS[t] + dh
+                dh = (g[t] * dtanh[t]) @ W_rec.T
+            flows[layer] = _Flow(g, g * dtanh, None)
+            dxa = flows[layer].da
+        else:
+            trace: dict = {}
+            backward = cells.lstm_layer_backward if cell == "lstm" else cells.gru_layer_backward
+            dxa = backward(dS, cache.cell_caches[layer], W_rec, trace=trace)[0]
+            da = dxa if cell == "lstm" else trace["dha"]
+            flows[layer] = _Flow(trace["dh"], da, trace.get("dc"))
         if layer > 0:
-            dS = (g * dtanh) @ params[f"rnn.{layer}.W_xh"].T
-    return total
+            dS = dxa @ params[f"rnn.{layer}.{W_in_name}"].T
+    return flows
 
 
-def _top_singular_value(M: np.ndarray, U: np.ndarray, tol: float = 1e-10, max_iter: int = 500) -> tuple[float, np.ndarray]:
-    """Largest singular value of M by block subspace iteration, warm-started at basis U (H, b).
+def _top_singular_values(M: np.ndarray, U: np.ndarray, tol: float = 1e-10, max_iter: int = 500):
+    """Largest singular value of each M[n] (N, H, H) by block subspace iteration from bases U (N, H, b).
 
     A block converges like (sigma_{b+1} / sigma_1)^2 per sweep, far faster than a single
     vector when the top singular values are close; consecutive lags change M little, so
-    the previous basis is an excellent start. Falls back to an exact SVD if it stalls.
+    the previous bases are an excellent start. Falls back to an exact SVD if it stalls.
     """
-    sigma = 0.0
+    sigma = np.zeros(len(M))
+    MT = np.swapaxes(M, 1, 2)
     for _ in range(max_iter):
-        V, _ = np.linalg.qr(M.T @ U)
+        V, _ = np.linalg.qr(MT @ U)
         U, R = np.linalg.qr(M @ V)
-        new_sigma = float(np.linalg.svd(R, compute_uv=False)[0])
-        if abs(new_sigma - sigma) <= tol * new_sigma:
+        new_sigma = np.linalg.svd(R, compute_uv=False)[:, 0]
+        if np.all(np.abs(new_sigma - sigma) <= tol * new_sigma):
             return new_sigma, U
         sigma = new_sigma
-    return float(np.linalg.svd(M, compute_uv=False)[0]), U
+    return np.linalg.svd(M, compute_uv=False)[:, 0], U
 
 
-def _jacobian_norms(W_hh: np.ndarray, S: np.ndarray) -> np.ndarray:
-    """||ds_T/ds_{T-k}||_2 for k = 0..T-1 and each window: (T, N).
+def _times_step_jacobian(cell: str, M: np.ndarray, t: int, S: np.ndarray, cc, W_rec: np.ndarray) -> np.ndarray:
+    """M @ J_t for a batch of products M (N, H, H) (LSTM: (N, H, 2H), columns [h | c]).
 
-    In the row convention s_t = tanh(... + s_{t-1} W_hh), so ds_t/ds_{t-1} = diag(1 - s_t^2) W_hh^T
-    (as an H x H matrix acting on column vectors). The product is rescaled as it grows so that
+    J_t = ds_t/ds_{t-1} as a matrix acting on column vectors, written out per cell so no
+    H x H step Jacobian is formed: each diag(v) W^T becomes a column scaling of M, then one
+    GEMM with W^T for all gate blocks together.
+      rnn:  J = diag(1 - s_t^2) W_hh^T
+      gru:  J = diag(z) + diag(a_n ha_n r(1-r)) W_r^T + diag((h_{t-1} - n) z(1-z)) W_z^T + diag(a_n r) W_n^T,
+            a_n = (1 - z)(1 - n^2)
+      lstm: state [h | c]; dc_t/dh = diag(c_{t-1} f') W_f^T + diag(g i') W_i^T + diag(i g') W_g^T,
+            dc_t/dc = diag(f), dh_t/d. = diag(tanh(c_t) o') W_o^T [h only] + diag(o tanh'(c_t)) dc_t/d.
+    """
+    col = lambda v: v[:, None, :]  # noqa: E731  scale M's columns per window
+    if cell == "rnn":
+        return (M * col(1 - S[t] ** 2)) @ W_rec.T
+    if cell == "gru":
+        r, z, n, ha_n = cc.r[t - 1], cc.z[t - 1], cc.n[t - 1], cc.ha_n[t - 1]
+        a_n = (1 - z) * (1 - n * n)
+        parts = [a_n * ha_n * r * (1 - r), (S[t - 1] - n) * z * (1 - z), a_n * r]
+        return M * col(z) + np.concatenate([M * col(v) for v in parts], axis=2) @ W_rec.T
+    H = S.shape[2]
+    gates = cc.gates[t - 1]
+    i, f, g, o = (gates[:, k * H : (k + 1) * H] for k in range(4))
+    tanh_c = cc.tanh_c[t - 1]
+    M_h, M_c = M[..., :H], M[..., H:]
+    P = M_h * col(o * (1 - tanh_c**2)) + M_c  # what reaches c_t
+    parts = [P * col(g * i * (1 - i)), P * col(cc.c[t - 1] * f * (1 - f)), P * col(i * (1 - g * g)),
+             M_h * col(tanh_c * o * (1 - o))]
+    return np.concatenate([np.concatenate(parts, axis=2) @ W_rec.T, P * col(f)], axis=2)
+
+
+def _jacobian_norms(cell: str, W_rec: np.ndarray, S: np.ndarray, cc) -> np.ndarray:
+    """||ds_T/ds_{T-k}||_2 for k = 0..T-1 and each window: (T, N); s is the output h.
+
+    The products of all windows advance together, each rescaled as it grows so that
     exploding or vanishing products stay representable; the scale is kept in log space.
+    For the LSTM the product runs over the whole state [h | c] and the norm is that of its
+    h -> h block (c_{T-k} held fixed).
     """
     T, N, H = S.shape[0] - 1, S.shape[1], S.shape[2]
-    out = np.empty((T, N))
+    out = np.zeros((T, N))
     out[0] = 1.0
-    for n in range(N):
-        M = np.eye(H)
-        log_scale = 0.0
-        U = np.linalg.qr(np.random.default_rng(n).standard_normal((H, min(H, 8))))[0]
-        for k in range(1, T):
-            t = T - k + 1  # multiply in J_{T-k+1}: ds_T/ds_{T-k} = J_T ... J_{T-k+1}
-            M *= 1 - S[t, n] ** 2  # M @ diag(1 - s_t^2) ...
-            M = M @ W_hh.T  # ... @ W_hh^T, without forming the step Jacobian
-            scale = np.abs(M).max()
-            if scale == 0 or not np.isfinite(scale):
-                out[k:, n] = 0.0 if scale == 0 else np.inf
-                break
-            M /= scale
-            log_scale += math.log(scale)
-            sigma, U = _top_singular_value(M, U)
-            out[k, n] = math.exp(min(log_scale + math.log(sigma), 709.0)) if sigma > 0 else 0.0
+    M = np.repeat(np.eye(H, 2 * H if cell == "lstm" else H)[None], N, axis=0)
+    log_scale = np.zeros(N)
+    alive = np.ones(N, bool)  # a product that became exactly zero stays zero
+    U = np.linalg.qr(np.random.default_rng(0).standard_normal((N, H, min(H, 8))))[0]
+    for k in range(1, T):
+        M = _times_step_jacobian(cell, M, T - k + 1, S, cc, W_rec)  # ds_T/ds_{T-k} = J_T ... J_{T-k+1}
+        scale = np.abs(M).max(axis=(1, 2))
+        alive &= scale > 0
+        scale[~alive] = 1.0
+        M /= scale[:, None, None]
+        log_scale += np.log(scale)
+        sigma, U = _top_singular_values(np.ascontiguousarray(M[..., :H]), U)
+        with np.errstate(over="ignore"):
+            out[k] = np.where(alive, np.exp(log_scale) * sigma, 0.0)
+    return out
+
+
+def _cell_path(forget: np.ndarray) -> np.ndarray:
+    """LSTM's direct cell-state path: ||prod diag(f)||_2 = max_j prod_t f_t[j] for k = 0..T-1, (T, N)."""
+    T = forget.shape[0]
+    log_f = np.log(np.maximum(forget[::-1], 1e-300))  # row k-1: step T-k+1
+    out = np.ones((T, forget.shape[1]))
+    out[1:] = np.exp(np.cumsum(log_f[: T - 1], axis=0).max(axis=2))
     return out
 
 
@@ -181,7 +231,7 @@ def _horizon(values: np.ndarray) -> int | None:
     return None if below.size == 0 else int(below[0]) - 1
 
 
-def verdict(horizon: int | None, factor: float, dL_ds: np.ndarray) -> tuple[str, str]:
+def verdict(horizon: int | None, factor: float, dL_ds: np.ndarray, cell: str = "rnn") -> tuple[str, str]:
     """A one-word verdict that follows the measured numbers, and advice that fits it."""
     if not np.all(np.isfinite(dL_ds)) or factor > 1.0:
         return "exploding", (
@@ -189,10 +239,10 @@ def verdict(horizon: int | None, factor: float, dL_ds: np.ndarray) -> tuple[str,
             "use a smaller init (e.g. model.init_scale 0.08) or model.init orthogonal"
         )
     if horizon is not None and horizon < SHORT_HORIZON:
-        return "vanishing", (
-            f"the loss barely sees more than {horizon} steps back: try model.init orthogonal, "
-            "a larger init scale, or a gated cell (LSTM/GRU) for long-range memory"
-        )
+        cure = ("try model.init orthogonal, a larger init scale, or a gated cell (model.cell lstm or gru)"
+                if cell == "rnn" else "train longer, with a train.seq_len longer than the memory you need, "
+                "so the gates learn to hold")
+        return "vanishing", f"the loss barely sees more than {horizon} steps back: {cure}"
     return "healthy", "gradients reach far back without growing: nothing to fix"
 
 
@@ -202,34 +252,39 @@ def analyse(params: model.Params, windows: np.ndarray, clip_fraction: float | No
     if windows.ndim != 2 or windows.shape[1] < 3:
         raise CharnnError("gradient analysis needs windows of at least T+1 = 3 characters (T >= 2)")
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
+    cell = model.cell_of(p64)
+    W_rec_name = model._NAMES[cell][2]
     T = windows.shape[1] - 1
+    lag_order = slice(None, None, -1)  # lag k <-> state index t = T-k, so reverse the time axis
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        states, last_probs = _forward_states(p64, windows)
-        grads_s = _last_step_state_grads(p64, windows, states, last_probs)
+        _, _, cache = model.forward(p64, windows[:, :-1], windows[:, 1:], model.zero_state(p64, len(windows)))
+        flows = _last_step_flows(p64, windows, cache)
         layers = []
-        for layer, (S, g) in enumerate(zip(states, grads_s)):
-            # lag k <-> state index t = T-k (s_t is S[t], and g[t-1] = dl_T/ds_t)
-            g_lag = g[::-1]  # (T, N, H): row k is dl_T/ds_{T-k}
-            dL_ds = np.linalg.norm(g_lag, axis=2)
-            delta_norm = np.linalg.norm(g_lag * (1 - S[1:][::-1] ** 2), axis=2)
-            prev_norm = np.linalg.norm(S[:-1][::-1], axis=2)  # ||s_{T-k-1}||, zero before the first step
-            W_hh = p64[f"rnn.{layer}.W_hh"]
-            mean_dL = dL_ds.mean(axis=1)
-            horizon = _horizon(mean_dL)
-            factor = _fit_factor(mean_dL)
-            word, advice = verdict(horizon, factor, mean_dL)
+        for layer, flow in enumerate(flows):
+            S, cc = cache.states[layer], cache.cell_caches[layer]
+            W_rec = p64[f"rnn.{layer}.{W_rec_name}"]
+            mean = lambda a: np.linalg.norm(a[lag_order], axis=2).mean(axis=1)  # noqa: E731  (T,) over windows
+            dL_ds = mean(flow.g)
+            # the step producing s_{T-k} adds s_{T-k-1}^T da_{T-k} to dl_T/dW: its Frobenius norm
+            contribution = (np.linalg.norm(S[:-1][lag_order], axis=2) * np.linalg.norm(flow.da[lag_order], axis=2))
+            horizon, factor = _horizon(dL_ds), _fit_factor(dL_ds)
+            word, advice = verdict(horizon, factor, dL_ds, cell)
             layers.append(LayerReport(
                 layer=layer,
                 lag=list(range(T)),
-                dL_ds=mean_dL.tolist(),
-                jacobian=_jacobian_norms(W_hh, S).mean(axis=1).tolist(),
-                contribution=(prev_norm * delta_norm).mean(axis=1).tolist(),
+                dL_ds=dL_ds.tolist(),
+                jacobian=_jacobian_norms(cell, W_rec, S, cc).mean(axis=1).tolist(),
+                contribution=contribution.mean(axis=1).tolist(),
                 horizon=horizon,
                 factor=factor,
                 verdict=word,
                 advice=advice,
-                spectral_radius=float(np.abs(np.linalg.eigvals(W_hh)).max()),
-                max_singular_value=float(np.linalg.norm(W_hh, 2)),
+                spectral_radius=float(np.abs(np.linalg.eigvals(W_rec)).max()) if cell == "rnn" else None,
+                max_singular_value=float(np.linalg.norm(W_rec, 2)),
+                cell=cell,
+                dL_dc=mean(flow.gc).tolist() if flow.gc is not None else None,
+                cell_path=_cell_path(cc.gates[..., S.shape[2] : 2 * S.shape[2]]).mean(axis=1).tolist()
+                if cell == "lstm" else None,
             ))
     return GradientReport(layers, parameter_health(p64, windows), clip_fraction, steps=T, windows=len(windows))
 

@@ -1,4 +1,7 @@
-"""The Elman RNN language model: parameters, forward over a chunk, exact backward through time.
+"""The recurrent language model: parameters, forward over a chunk, exact backward through time.
+
+The cell is the Elman network (`rnn`, below) or a gated one (`lstm`, `gru`: see cells.py);
+everything else (input lookup, layers, dropout, head, loss) is shared.
 
 Letters: B streams, T steps, H hidden units, V characters, L layers. Row vectors; for each
 layer l and step t:
@@ -28,15 +31,30 @@ from typing import NamedTuple
 
 import numpy as np
 
+from charnn import cells
 from charnn.errors import CharnnError
 
 Params = dict[str, np.ndarray]
 
 INITS = ("normal", "uniform", "xavier", "orthogonal")
+CELLS = ("rnn", "lstm", "gru")
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # blocks of H columns in the input and recurrent matrices
+# per cell: the input matrix, the bias added to the input part, the recurrent matrix
+_NAMES = {"rnn": ("W_xh", "b_h", "W_hh"), "lstm": ("W_x", "b", "W_h"), "gru": ("W_x", "b_x", "W_h")}
 
 
-def param_shapes(vocab_size: int, hidden_size: int, num_layers: int) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every parameter; the names are the checkpoint keys."""
+def param_shapes(
+    vocab_size: int, hidden_size: int, num_layers: int, cell: str = "rnn"
+) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every parameter; the names are the checkpoint keys.
+
+    rnn:  rnn.{l}.W_xh (in, H), W_hh (H, H), b_h (H)
+    lstm: rnn.{l}.W_x (in, 4H), W_h (H, 4H), b (4H)            gates i, f, g, o
+    gru:  rnn.{l}.W_x (in, 3H), W_h (H, 3H), b_x (3H), b_h (3H)  gates r, z, n
+    and head.W_hy (H, V), head.b_y (V), with in = V for layer 0 and H above.
+    """
+    if cell not in CELLS:
+        raise CharnnError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
     if vocab_size < 1:
         raise CharnnError("vocabulary size is 0: the model needs at least one character")
     if hidden_size < 1:
@@ -44,11 +62,15 @@ def param_shapes(vocab_size: int, hidden_size: int, num_layers: int) -> dict[str
     if num_layers < 1:
         raise CharnnError(f"num_layers must be >= 1 (got {num_layers})")
     shapes: dict[str, tuple[int, ...]] = {}
+    W_in, b_in, W_rec = _NAMES[cell]
+    width = GATES[cell] * hidden_size
     for layer in range(num_layers):
         fan_in = vocab_size if layer == 0 else hidden_size
-        shapes[f"rnn.{layer}.W_xh"] = (fan_in, hidden_size)
-        shapes[f"rnn.{layer}.W_hh"] = (hidden_size, hidden_size)
-        shapes[f"rnn.{layer}.b_h"] = (hidden_size,)
+        shapes[f"rnn.{layer}.{W_in}"] = (fan_in, width)
+        shapes[f"rnn.{layer}.{W_rec}"] = (hidden_size, width)
+        shapes[f"rnn.{layer}.{b_in}"] = (width,)
+        if cell == "gru":
+            shapes[f"rnn.{layer}.b_h"] = (width,)
     shapes["head.W_hy"] = (hidden_size, vocab_size)
     shapes["head.b_y"] = (vocab_size,)
     return shapes
@@ -71,41 +93,60 @@ def init_params(
     scale: float = 0.08,
     rng: np.random.Generator,
     dtype=np.float32,
+    cell: str = "rnn",
 ) -> Params:
-    """Fresh parameters; biases start at zero.
+    """Fresh parameters; biases start at zero, except the LSTM's forget gate at 1.
 
     normal: N(0, scale^2) (scale 1 is the classic way to make gradients explode);
-    uniform: U(-scale, scale) (char-rnn's 0.08); xavier: U(+-sqrt(6 / (fan_in + fan_out)));
-    orthogonal: W_hh orthogonal, the other matrices xavier.
+    uniform: U(-scale, scale) (char-rnn's 0.08); xavier: U(+-sqrt(6 / (fan_in + fan_out)))
+    per gate block; orthogonal: each gate block of the recurrent matrix orthogonal, the
+    other matrices xavier.
     """
     if init not in INITS:
         raise CharnnError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
     params: Params = {}
-    for name, shape in param_shapes(vocab_size, hidden_size, num_layers).items():
+    W_rec = _NAMES[cell][2]
+    gates = GATES[cell]
+    for name, shape in param_shapes(vocab_size, hidden_size, num_layers, cell).items():
+        block = (shape[0], shape[-1] // gates) if name.startswith("rnn.") else shape
         if len(shape) == 1:
             w = np.zeros(shape)
+            if cell == "lstm":
+                w[hidden_size : 2 * hidden_size] = 1.0  # remember by default: forget gate open
         elif init == "normal":
             w = rng.normal(0.0, scale, shape)
         elif init == "uniform":
             w = rng.uniform(-scale, scale, shape)
-        elif init == "orthogonal" and name.endswith("W_hh"):
-            w = _orthogonal(shape, rng)
+        elif init == "orthogonal" and name.endswith("." + W_rec):
+            w = np.concatenate([_orthogonal(block, rng) for _ in range(shape[1] // block[1])], axis=1)
         else:
-            bound = np.sqrt(6.0 / (shape[0] + shape[1]))
+            bound = np.sqrt(6.0 / (block[0] + block[1]))
             w = rng.uniform(-bound, bound, shape)
         params[name] = np.ascontiguousarray(w, dtype=dtype)
     return params
 
 
+def cell_of(params: Params) -> str:
+    """Which cell a parameter dict belongs to, from its names."""
+    if "rnn.0.W_hh" in params:
+        return "rnn"
+    return "gru" if "rnn.0.b_x" in params else "lstm"
+
+
 def num_layers_of(params: Params) -> int:
-    return sum(1 for name in params if name.endswith(".W_hh"))
+    return sum(1 for name in params if name.endswith((".W_hh", ".W_h")))
+
+
+def state_width(params: Params) -> int:
+    """Width of one layer's carried state: H, or 2H for the LSTM's [h | c]."""
+    H = params["head.W_hy"].shape[0]
+    return 2 * H if cell_of(params) == "lstm" else H
 
 
 def zero_state(params: Params, batch_size: int) -> list[np.ndarray]:
-    """The initial hidden state: one (B, H) zero array per layer."""
-    H = params["head.W_hy"].shape[0]
+    """The initial carried state: one (B, H) zero array per layer ((B, 2H) for the LSTM)."""
     dtype = params["head.W_hy"].dtype
-    return [np.zeros((batch_size, H), dtype) for _ in range(num_layers_of(params))]
+    return [np.zeros((batch_size, state_width(params)), dtype) for _ in range(num_layers_of(params))]
 
 
 # ---- reusable scratch memory ---------------------------------------------------------
@@ -291,11 +332,12 @@ class ForwardCache(NamedTuple):
 
     ids: np.ndarray  # (T, B) input ids, time-major
     targets: np.ndarray  # (T*B,) target ids, time-major
-    states: list  # per layer (T+1, B, H); [0] is the initial state
+    states: list  # per layer (T+1, B, H) outputs h; [0] is the initial one
     layer_inputs: list  # per layer: its input (T, B, H) after dropout; None for layer 0
     masks: list  # per layer: the inverted-dropout mask on its output, or None
     head_input: np.ndarray  # (T*B, H) top-layer states after dropout
     probs: np.ndarray  # (T*B, V) softmax probabilities
+    cell_caches: list  # per layer: the gated cell's cache (cells.LSTMCache / GRUCache); None for rnn
 
 
 def _dropout_mask(shape, p: float, rng: np.random.Generator, dtype) -> np.ndarray:
@@ -328,27 +370,41 @@ def forward(
     N = T * B
     dtype = W_hy.dtype
     ids_tm = np.ascontiguousarray(ids.T)  # (T, B)
-    V_in = params["rnn.0.W_xh"].shape[0]
+    V_in = params["head.W_hy"].shape[1]
     if ids_tm.size and (ids_tm.max() >= V_in or ids_tm.min() < -V_in):
         raise IndexError(f"input id out of range for a vocabulary of {V_in} characters")
-    states, layer_inputs, masks = [], [], []
+    cell = cell_of(params)
+    W_in_name, b_in_name, W_rec_name = _NAMES[cell]
+    states, layer_inputs, masks, cell_caches, last = [], [], [], [], []
     x = None
     for layer in range(L):
-        W_xh = params[f"rnn.{layer}.W_xh"]
-        b_h = params[f"rnn.{layer}.b_h"]
-        S = _scratch((T + 1, B, H), dtype)
-        S[0] = h0[layer]
-        xw = S[1:]  # the input part is written where the states go, then overwritten in place
+        W_in = params[f"rnn.{layer}.{W_in_name}"]
+        b_in = params[f"rnn.{layer}.{b_in_name}"]
+        W_rec = params[f"rnn.{layer}.{W_rec_name}"]
+        if cell == "rnn":
+            S = _scratch((T + 1, B, H), dtype)
+            S[0] = h0[layer]
+            xw = S[1:]  # the input part is written where the states go, then overwritten in place
+        else:
+            xw = np.empty((T, B, W_in.shape[1]), dtype)
         if layer == 0:
-            # the row lookup equals one_hot(ids) @ W_xh; adding b_h to the V rows first
+            # the row lookup equals one_hot(ids) @ W_in; adding the bias to the V rows first
             # gives the same sums as adding it to all T*B looked-up rows
             # (mode="raise" would buffer the whole output: 4x slower; the range is checked above)
-            np.take(W_xh + b_h, ids_tm, axis=0, out=xw, mode="wrap")
+            np.take(W_in + b_in, ids_tm, axis=0, out=xw, mode="wrap")
         else:
-            np.matmul(x.reshape(N, H), W_xh, out=xw.reshape(N, H))
-            xw += b_h
-        _recur(S, params[f"rnn.{layer}.W_hh"])
+            np.matmul(x.reshape(N, H), W_in, out=xw.reshape(N, -1))
+            xw += b_in
+        if cell == "rnn":
+            _recur(S, W_rec)
+            cell_cache, state_T = None, S[-1].copy()
+        elif cell == "lstm":
+            S, state_T, cell_cache = cells.lstm_layer_forward(xw, h0[layer], W_rec)
+        else:
+            S, state_T, cell_cache = cells.gru_layer_forward(xw, h0[layer], W_rec, params[f"rnn.{layer}.b_h"])
         states.append(S)
+        cell_caches.append(cell_cache)
+        last.append(state_T)
         layer_inputs.append(x)
         x = S[1:]
         mask = None
@@ -362,8 +418,7 @@ def forward(
     logits += params["head.b_y"]
     targets_tm = np.ascontiguousarray(targets.T).reshape(N)
     loss = _softmax_cross_entropy_rows(logits, np.arange(0, N * V, V) + targets_tm)
-    last = [S[-1].copy() for S in states]
-    cache = ForwardCache(ids_tm, targets_tm, states, layer_inputs, masks, head_input, logits)
+    cache = ForwardCache(ids_tm, targets_tm, states, layer_inputs, masks, head_input, logits, cell_caches)
     return loss, last, cache
 
 
@@ -401,24 +456,35 @@ def backward(params: Params, cache: ForwardCache) -> tuple[Params, list[np.ndarr
     dx = _scratch((T, B, H), dtype)
     np.matmul(dlogits, np.ascontiguousarray(W_hy.T), out=dx.reshape(N, H))
     del dlogits
+    cell = cell_of(params)
+    W_in_name, b_in_name, W_rec_name = _NAMES[cell]
     dh0 = []
     for layer in range(len(cache.states) - 1, -1, -1):
         if cache.masks[layer] is not None:
             dx *= cache.masks[layer]
-        W_xh = params[f"rnn.{layer}.W_xh"]
+        name = f"rnn.{layer}."
+        W_in, W_rec = params[name + W_in_name], params[name + W_rec_name]
         S = cache.states[layer]
-        dh = _layer_backward_inplace(dx, S, params[f"rnn.{layer}.W_hh"], None)  # dx is now dxw
-        dxw2 = dx.reshape(N, H)
-        # every step's contribution to dW_hh summed in one GEMM: sum_t s_{t-1}^T dpre_t
-        grads[f"rnn.{layer}.W_hh"] = S[:-1].reshape(N, H).T @ dxw2
-        grads[f"rnn.{layer}.b_h"] = dxw2.sum(axis=0)
-        if layer == 0:
-            grads[f"rnn.{layer}.W_xh"] = _scatter_rows(cache.ids, dxw2, W_xh.shape[0])
+        if cell == "rnn":
+            dh = _layer_backward_inplace(dx, S, W_rec, None)  # dx is now the pre-activation gradient
+            dxa = dx
+            # every step's contribution to dW_hh summed in one GEMM: sum_t s_{t-1}^T dpre_t
+            grads[name + W_rec_name] = S[:-1].reshape(N, H).T @ dx.reshape(N, H)
+        elif cell == "lstm":
+            dxa, grads[name + W_rec_name], dh = cells.lstm_layer_backward(dx, cache.cell_caches[layer], W_rec)
         else:
-            grads[f"rnn.{layer}.W_xh"] = cache.layer_inputs[layer].reshape(N, H).T @ dxw2
+            dxa, grads[name + W_rec_name], grads[name + "b_h"], dh = cells.gru_layer_backward(
+                dx, cache.cell_caches[layer], W_rec
+            )
+        dxa2 = dxa.reshape(N, -1)
+        grads[name + b_in_name] = dxa2.sum(axis=0)
+        if layer == 0:
+            grads[name + W_in_name] = _scatter_rows(cache.ids, dxa2, W_in.shape[0])
+        else:
+            grads[name + W_in_name] = cache.layer_inputs[layer].reshape(N, H).T @ dxa2
             dx_below = _scratch((T, B, H), dtype)
-            np.matmul(dxw2, np.ascontiguousarray(W_xh.T), out=dx_below.reshape(N, H))
-            del dxw2
+            np.matmul(dxa2, np.ascontiguousarray(W_in.T), out=dx_below.reshape(N, H))
+            del dxa2, dxa
             dx = dx_below
             del dx_below
         dh0.append(dh)

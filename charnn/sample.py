@@ -12,7 +12,7 @@ from charnn.vocab import Vocab
 
 
 def _step(params: model.Params, layers: list, char_id: int, h: list[np.ndarray]) -> np.ndarray:
-    """Advance the state by one character (in place) and return the next-character logits."""
+    """Advance the Elman state by one character (in place) and return the next-character logits."""
     x = None
     for layer, (W_xh, W_hh, b_h) in enumerate(layers):
         pre = W_xh[char_id] if layer == 0 else x @ W_xh
@@ -21,6 +21,16 @@ def _step(params: model.Params, layers: list, char_id: int, h: list[np.ndarray])
         np.tanh(pre, out=h[layer])
         x = h[layer]
     return x @ params["head.W_hy"] + params["head.b_y"]
+
+
+def _gated_step(params: model.Params, layers: list, char_id: int, h: list[np.ndarray]) -> np.ndarray:
+    """The same for LSTM and GRU layers, through the model's own one-step forward."""
+    ids = np.array([[char_id]])
+    state = [s[None, :] for s in h]
+    _, last, cache = model.forward(params, ids, ids, state)
+    for layer, s in enumerate(last):
+        h[layer][:] = s[0]
+    return np.log(cache.probs[0])  # log-probabilities serve as logits
 
 
 def _choose(logits: np.ndarray, temperature: float, top_k: int, greedy: bool, rng: np.random.Generator) -> int:
@@ -71,10 +81,14 @@ def generate(
 
 
 def _generate(params, vocab, prime, length, temperature, top_k, greedy, rng) -> Iterator[str]:
-    layers = [
-        (params[f"rnn.{i}.W_xh"], params[f"rnn.{i}.W_hh"], params[f"rnn.{i}.b_h"])
-        for i in range(model.num_layers_of(params))
-    ]
+    if model.cell_of(params) == "rnn":
+        step = _step
+        layers = [
+            (params[f"rnn.{i}.W_xh"], params[f"rnn.{i}.W_hh"], params[f"rnn.{i}.b_h"])
+            for i in range(model.num_layers_of(params))
+        ]
+    else:
+        step, layers = _gated_step, []
     h = [s[0] for s in model.zero_state(params, 1)]
     if prime:
         ids = vocab.encode(prime)
@@ -85,9 +99,9 @@ def _generate(params, vocab, prime, length, temperature, top_k, greedy, rng) -> 
     else:
         return
     for char_id in ids[:-1]:
-        _step(params, layers, int(char_id), h)
+        step(params, layers, int(char_id), h)
     current = int(ids[-1])
     for _ in range(length):
-        logits = _step(params, layers, current, h)
+        logits = step(params, layers, current, h)
         current = _choose(logits, temperature, top_k, greedy, rng)
         yield vocab.chars[current]

@@ -141,7 +141,8 @@ def _new_state(config: Config, vocab: Vocab) -> _State:
     m = config.model
     rng = np.random.default_rng(config.run.seed)
     params = model.init_params(
-        vocab.size, m.hidden_size, m.num_layers, init=m.init, scale=m.init_scale, rng=rng, dtype=np.dtype(m.dtype)
+        vocab.size, m.hidden_size, m.num_layers, init=m.init, scale=m.init_scale, rng=rng, dtype=np.dtype(m.dtype),
+        cell=m.cell,
     )
     if config.run.init_from:
         params = _weights_from(config.run.init_from, vocab, params)
@@ -175,7 +176,7 @@ def _resume_state(config: Config, vocab: Vocab, path: Path) -> _State:
         raise CharnnError(f"cannot resume from {path}: the corpus's characters have changed since it was written")
     if meta["config"]["model"] != to_dict(config)["model"]:
         raise CharnnError(f"cannot resume from {path}: the model section differs from the one it was trained with")
-    if [h.shape for h in ckpt.hidden] != [(config.train.batch_size, config.model.hidden_size)] * config.model.num_layers:
+    if [h.shape[0] for h in ckpt.hidden] != [config.train.batch_size] * config.model.num_layers:
         raise CharnnError(f"cannot resume from {path}: train.batch_size differs from the one it was trained with")
     rng = np.random.default_rng()
     rng.bit_generator.state = meta["rng_state"]

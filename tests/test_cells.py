@@ -9,19 +9,22 @@ B, H = 3, 4
 
 
 def rel_error(a, b):
-    return np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)))
+    """Max relative error; entries below 1e-7 in size (an unused input row's exact zero against
+    finite-difference rounding of 1e-14) are compared against that floor instead."""
+    return np.max(np.abs(a - b) / np.maximum(1e-7, np.abs(a) + np.abs(b)))
 
 
-def numerical_grad(f, x, eps=1e-5):
+def numerical_grad(f, x, eps=1e-3):
+    """Fourth-order central differences: error ~eps^4, so eps can be large and rounding small."""
     grad = np.zeros_like(x)
     for i in np.ndindex(x.shape):
         old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
+        values = []
+        for step in (-2, -1, 1, 2):
+            x[i] = old + step * eps
+            values.append(f())
         x[i] = old
-        grad[i] = (fp - fm) / (2 * eps)
+        grad[i] = (values[0] - 8 * values[1] + 8 * values[2] - values[3]) / (12 * eps)
     return grad
 
 
@@ -96,3 +99,104 @@ def test_gru_backward_with_random_upstream_gradient(T):
     assert rel_error(dW_h, numerical_grad(objective, W_h)) < 1e-6
     assert rel_error(db_h, numerical_grad(objective, b_h)) < 1e-6
     assert rel_error(dstate0, numerical_grad(objective, state0)) < 1e-6
+
+
+# ---- the whole model with gated cells -------------------------------------------------------
+
+from charnn import model  # noqa: E402
+
+V = 5
+
+
+def make_params(cell, num_layers, seed=0):
+    rng = np.random.default_rng(seed)
+    params = model.init_params(V, H, num_layers, init="normal", scale=0.5, rng=rng, dtype=np.float64, cell=cell)
+    for name, p in params.items():  # nonzero biases, so their gradients are checked too
+        if p.ndim == 1:
+            p += rng.normal(0, 0.3, p.shape)
+    return params
+
+
+def naive_step(cell, params, layer, x, state):
+    p = lambda k: params[f"rnn.{layer}.{k}"]
+    if cell == "lstm":
+        h, c = state[:, :H], state[:, H:]
+        a = x @ p("W_x") + h @ p("W_h") + p("b")
+        i, f, g, o = sigmoid(a[:, :H]), sigmoid(a[:, H : 2 * H]), np.tanh(a[:, 2 * H : 3 * H]), sigmoid(a[:, 3 * H :])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        return h, np.concatenate([h, c], axis=1)
+    xa, ha = x @ p("W_x") + p("b_x"), state @ p("W_h") + p("b_h")
+    r, z = sigmoid(xa[:, :H] + ha[:, :H]), sigmoid(xa[:, H : 2 * H] + ha[:, H : 2 * H])
+    n = np.tanh(xa[:, 2 * H :] + r * ha[:, 2 * H :])
+    h = (1 - z) * n + z * state
+    return h, h
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_model_forward_matches_a_naive_loop(cell, num_layers):
+    params = make_params(cell, num_layers)
+    rng = np.random.default_rng(1)
+    T = 4
+    ids, targets = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+    h0 = [rng.normal(0, 0.5, s.shape) for s in model.zero_state(params, B)]
+    loss, last, _ = model.forward(params, ids, targets, h0)
+    state, total = [s.copy() for s in h0], 0.0
+    for t in range(T):
+        x = np.eye(V)[ids[:, t]]
+        for layer in range(num_layers):
+            x, state[layer] = naive_step(cell, params, layer, x, state[layer])
+        logits = x @ params["head.W_hy"] + params["head.b_y"]
+        logp = logits - logits.max(1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+        total -= logp[np.arange(B), targets[:, t]].sum()
+    assert loss == pytest.approx(total / (B * T), rel=1e-12)
+    for a, b in zip(last, state):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("T", [1, 4])
+def test_model_backward_matches_finite_differences(cell, num_layers, T):
+    params = make_params(cell, num_layers)
+    rng = np.random.default_rng(2)
+    ids, targets = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+    h0 = [rng.normal(0, 0.5, s.shape) for s in model.zero_state(params, B)]
+    _, _, cache = model.forward(params, ids, targets, h0)
+    grads, dh0 = model.backward(params, cache)
+    loss = lambda: model.forward(params, ids, targets, h0)[0]
+    for name, p in params.items():
+        assert rel_error(grads[name], numerical_grad(loss, p)) < 1e-6, name
+    for layer in range(num_layers):
+        assert rel_error(dh0[layer], numerical_grad(loss, h0[layer])) < 1e-6
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_chunked_forward_equals_one_long_forward(cell):
+    params = make_params(cell, 2)
+    rng = np.random.default_rng(3)
+    ids, targets = rng.integers(0, V, (B, 8)), rng.integers(0, V, (B, 8))
+    h0 = model.zero_state(params, B)
+    loss, last, _ = model.forward(params, ids, targets, h0)
+    la, mid, _ = model.forward(params, ids[:, :4], targets[:, :4], h0)
+    lb, end, _ = model.forward(params, ids[:, 4:], targets[:, 4:], mid)
+    assert (la + lb) / 2 == pytest.approx(loss, rel=1e-12)
+    for a, b in zip(last, end):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_init_of_gated_cells():
+    rng = np.random.default_rng(4)
+    lstm = model.init_params(7, 6, 1, init="orthogonal", rng=rng, cell="lstm")
+    assert lstm["rnn.0.W_h"].shape == (6, 24) and lstm["rnn.0.W_x"].shape == (7, 24)
+    np.testing.assert_array_equal(lstm["rnn.0.b"][6:12], 1.0)  # forget gate open
+    assert not lstm["rnn.0.b"][:6].any() and not lstm["rnn.0.b"][12:].any()
+    block = lstm["rnn.0.W_h"][:, 12:18].astype(np.float64)
+    np.testing.assert_allclose(block @ block.T, np.eye(6), atol=1e-6)
+    gru = model.init_params(7, 6, 2, rng=rng, cell="gru")
+    assert set(gru) == {"rnn.0.W_x", "rnn.0.W_h", "rnn.0.b_x", "rnn.0.b_h", "rnn.1.W_x", "rnn.1.W_h",
+                        "rnn.1.b_x", "rnn.1.b_h", "head.W_hy", "head.b_y"}
+    assert model.cell_of(gru) == "gru" and model.cell_of(lstm) == "lstm"
+    assert model.zero_state(lstm, 3)[0].shape == (3, 12)

@@ -10,29 +10,57 @@ from charnn.vocab import Vocab
 V, H, T = 6, 5, 7
 
 
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def naive_step(cell, params, layer, x, state, W_rec):
+    """One step of one layer, written from the equations; state is h (or [h | c] for the LSTM)."""
+    p = lambda k: params[f"rnn.{layer}.{k}"]
+    if cell == "rnn":
+        h = np.tanh(x @ p("W_xh") + state @ W_rec + p("b_h"))
+        return h, h
+    if cell == "lstm":
+        h, c = state[:H], state[H:]
+        a = x @ p("W_x") + h @ W_rec + p("b")
+        i, f, g, o = sigmoid(a[:H]), sigmoid(a[H : 2 * H]), np.tanh(a[2 * H : 3 * H]), sigmoid(a[3 * H :])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        return h, np.concatenate([h, c])
+    xa, ha = x @ p("W_x") + p("b_x"), state @ W_rec + p("b_h")
+    r, z = sigmoid(xa[:H] + ha[:H]), sigmoid(xa[H : 2 * H] + ha[H : 2 * H])
+    n = np.tanh(xa[2 * H :] + r * ha[2 * H :])
+    h = (1 - z) * n + z * state
+    return h, h
+
+
 def naive_run(params, ids, perturb=None):
     """Per-step loop over one window from a zero state, with optional hooks for the reference.
 
-    perturb: (layer, t, kind, value): kind "state" adds value to s_t after it is computed;
-    kind "W_hh" uses W_hh + value in the step that produces s_t. Returns (l_T, states).
+    perturb: (layer, t, kind, value): kind "state" adds value to h_t after it is computed;
+    kind "W" uses the recurrent matrix + value in the step that produces h_t. Returns (l_T, h per layer).
     """
+    cell = model.cell_of(params)
+    rec = model._NAMES[cell][2]
     L = model.num_layers_of(params)
-    s = [np.zeros(H) for _ in range(L)]
-    states = [[np.zeros(H)] for _ in range(L)]
+    state = [np.zeros(2 * H if cell == "lstm" else H) for _ in range(L)]
+    hs = [[np.zeros(H)] for _ in range(L)]
     for t in range(1, len(ids)):
         x = np.eye(V)[ids[t - 1]]
         for layer in range(L):
-            W_hh = params[f"rnn.{layer}.W_hh"]
-            if perturb and perturb[:3] == (layer, t, "W_hh"):
-                W_hh = W_hh + perturb[3]
-            s[layer] = np.tanh(x @ params[f"rnn.{layer}.W_xh"] + s[layer] @ W_hh + params[f"rnn.{layer}.b_h"])
+            W_rec = params[f"rnn.{layer}.{rec}"]
+            if perturb and perturb[:3] == (layer, t, "W"):
+                W_rec = W_rec + perturb[3]
+            h, state[layer] = naive_step(cell, params, layer, x, state[layer], W_rec)
             if perturb and perturb[:3] == (layer, t, "state"):
-                s[layer] = s[layer] + perturb[3]
-            states[layer].append(s[layer])
-            x = s[layer]
+                h = h + perturb[3]
+                state[layer] = state[layer].copy()
+                state[layer][:H] = h
+            hs[layer].append(h)
+            x = h
     logits = x @ params["head.W_hy"] + params["head.b_y"]
     z = logits - logits.max()
-    return -(z[ids[-1]] - np.log(np.exp(z).sum())), states
+    return -(z[ids[-1]] - np.log(np.exp(z).sum())), hs
 
 
 def fd(f, shape, eps=1e-6):
@@ -50,13 +78,16 @@ def rel(a, b):
     return abs(a - b) / max(abs(a) + abs(b), 1e-300)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_per_lag_quantities_match_finite_differences(num_layers):
+def test_per_lag_quantities_match_finite_differences(cell, num_layers):
     rng = np.random.default_rng(0)
-    params = model.init_params(V, H, num_layers, init="normal", scale=0.6, rng=rng, dtype=np.float64)
+    params = model.init_params(V, H, num_layers, init="normal", scale=0.6, rng=rng, dtype=np.float64, cell=cell)
+    for p in params.values():
+        if p.ndim == 1:
+            p += rng.normal(0, 0.3, p.shape)
     ids = rng.integers(0, V, T + 1)
     report = gradients.analyse(params, ids[None, :])
-    _, states = naive_run(params, ids)
     for layer in range(num_layers):
         got = report.layers[layer]
         for k in range(T):
@@ -66,8 +97,9 @@ def test_per_lag_quantities_match_finite_differences(num_layers):
             # ds_T/ds_t: perturbing s_t moves s_T; its largest singular value
             jac = fd(lambda d: naive_run(params, ids, (layer, t, "state", d))[1][layer][T], (H,))
             assert rel(got.jacobian[k], np.linalg.norm(jac, 2)) < 1e-4, ("jacobian", layer, k)
-            # the share of dl_T/dW_hh from the step producing s_t: perturb W_hh in that step only
-            dW = fd(lambda d: naive_run(params, ids, (layer, t, "W_hh", d))[0], (H, H))
+            # the share of dl_T/dW_rec from the step producing s_t: perturb W_rec in that step only
+            shape = params[f"rnn.{layer}.{model._NAMES[cell][2]}"].shape
+            dW = fd(lambda d: naive_run(params, ids, (layer, t, "W", d))[0], shape)
             assert rel(got.contribution[k], np.linalg.norm(dW)) < 1e-4 or (k == T - 1 and got.contribution[k] == 0)
 
 
@@ -141,3 +173,17 @@ def test_bad_inputs():
         gradients.inspect_model(params, vocab, steps=3, text="abzab")
     with pytest.raises(CharnnError, match="fewer than --steps"):
         gradients.inspect_model(params, vocab, steps=10, corpus_ids=np.zeros(5, int))
+
+
+def test_lstm_reports_the_cell_state_path():
+    rng = np.random.default_rng(5)
+    params = model.init_params(V, 8, 1, rng=rng, dtype=np.float64, cell="lstm")
+    ids = rng.integers(0, V, (2, 12))
+    layer = gradients.analyse(params, ids).layers[0]
+    assert layer.cell == "lstm" and layer.spectral_radius is None
+    assert len(layer.dL_dc) == len(layer.cell_path) == 11 and layer.cell_path[0] == 1.0
+    # forget gates start near sigmoid(1) ~ 0.73: the carousel decays, but slowly
+    assert 0.1 < layer.cell_path[1] < 1 and all(a >= b for a, b in zip(layer.cell_path, layer.cell_path[1:]))
+    _, _, cache = model.forward(params, ids[:, :-1], ids[:, 1:], model.zero_state(params, 2))
+    f = cache.cell_caches[0].gates[..., 8:16]
+    assert layer.cell_path[3] == pytest.approx(np.mean(np.prod(f[-3:], axis=0).max(axis=1)), rel=1e-12)
