@@ -134,9 +134,10 @@ class Batches:
 
 
 class NumpyStep:
-    def __init__(self, model, H: int, B: int, T: int, V: int, batches: Batches, seed: int):
+    def __init__(self, model, H: int, B: int, T: int, V: int, batches: Batches, seed: int, cell: str = "rnn"):
         self.model = model
-        self.params = model.init_params(V, H, 1, rng=np.random.default_rng(seed), dtype=np.float32)
+        kw = {"cell": cell} if cell != "rnn" else {}  # --model files from before the cells had no such argument
+        self.params = model.init_params(V, H, 1, rng=np.random.default_rng(seed), dtype=np.float32, **kw)
         self.spec = OptimizerSpec("adam")
         self.state = init_state(self.spec, self.params)
         self.h = model.zero_state(self.params, B)
@@ -157,16 +158,19 @@ class NumpyStep:
 
 
 class TorchStep:
-    def __init__(self, torch, H: int, B: int, T: int, V: int, batches: Batches, seed: int):
+    def __init__(self, torch, H: int, B: int, T: int, V: int, batches: Batches, seed: int, cell: str = "rnn"):
         self.torch = torch
         nn = torch.nn
         torch.manual_seed(seed)
         self.V = V
-        self.rnn = nn.RNN(V, H, num_layers=1, nonlinearity="tanh", batch_first=True)
+        if cell == "rnn":
+            self.rnn = nn.RNN(V, H, num_layers=1, nonlinearity="tanh", batch_first=True)
+        else:
+            self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(V, H, num_layers=1, batch_first=True)
         self.head = nn.Linear(H, V)
         self.params = list(self.rnn.parameters()) + list(self.head.parameters())
         self.opt = torch.optim.Adam(self.params, lr=LR)
-        self.h = torch.zeros(1, B, H)
+        self.h = (torch.zeros(1, B, H), torch.zeros(1, B, H)) if cell == "lstm" else torch.zeros(1, B, H)
         self.batches = [
             (torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(tg.astype(np.int64)).reshape(-1))
             for ids, tg in batches.chunks
@@ -186,7 +190,7 @@ class TorchStep:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, CLIP)
         self.opt.step()
-        self.h = h.detach()
+        self.h = tuple(x.detach() for x in h) if isinstance(h, tuple) else h.detach()
         self.loss = loss.item()
 
     def sync(self) -> None:
@@ -381,6 +385,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sample-hidden", type=int, default=512)
     ap.add_argument("--sample-chars", type=int, default=3000, help="0 skips the sampling measurement")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cell", default="rnn", choices=["rnn", "lstm", "gru"],
+                    help="recurrent cell; compared with torch.nn.RNN, nn.LSTM or nn.GRU")
     args = ap.parse_args(argv)
 
     sizes = parse_sizes(args.sizes)
@@ -425,7 +431,7 @@ def main(argv=None) -> int:
         print(f"  env: {' '.join(f'{k}={v}' for k, v in sorted(env.items()))}")
     print(f"  model: {model.__name__} ({getattr(model, '__file__', '?')})")
     print(f"  data: {'text ' + args.text if args.text else 'random ids'}, T={T}, V={V}, float32, 1 layer, "
-          f"adam lr={LR}, clip norm {CLIP}")
+          f"cell {args.cell}, adam lr={LR}, clip norm {CLIP}")
     peak = measure_peak(args.peak_size)
     print(f"  float32 GEMM peak ({args.peak_size}^3 matmul): {peak:,.1f} GFLOP/s")
     print(f"  {args.repeats} repeats of ~{args.repeat_seconds}s each, median reported"
@@ -441,12 +447,13 @@ def main(argv=None) -> int:
     for H, B in sizes:
         batches = Batches(B, T, V, text_ids, args.seed)
         chars = B * T
-        flops_per_char = 6.0 * (H * H + H * V)
-        np_step = NumpyStep(model, H, B, T, V, batches, args.seed)
+        gates = {"rnn": 1, "lstm": 4, "gru": 3}[args.cell]
+        flops_per_char = 6.0 * (gates * H * H + H * V)  # recurrent GEMMs and the head; the input is a lookup
+        np_step = NumpyStep(model, H, B, T, V, batches, args.seed, args.cell)
         n_np = steps_for(np_step, args.repeat_seconds, args.warmup)
         th_step = None
         if torch:
-            th_step = TorchStep(torch, H, B, T, V, Batches(B, T, V, text_ids, args.seed), args.seed)
+            th_step = TorchStep(torch, H, B, T, V, Batches(B, T, V, text_ids, args.seed), args.seed, args.cell)
             n_th = steps_for(th_step, args.repeat_seconds, args.warmup)
         np_rates, th_rates = [], []
         load = OtherLoad()

@@ -80,6 +80,7 @@ class RunConfig:
     dir: str = "runs"  # runs are written to <dir>/<name>/
     seed: int = 0  # one seed makes the run bit-for-bit reproducible
     eval_every: int = 100  # steps between validation passes; 0 = only at the end
+    eval_every_minutes: float = 0.0  # also evaluate every this many minutes of training; 0 = off
     eval_streams: int = 64  # validation scored in this many warmed-up pieces at once; 1 = exact, slow
     checkpoint_every: int = 100  # steps between writes of latest.npz; 0 = only at the end
     sample_every: int = 0  # steps between sample previews; 0 = none
@@ -214,6 +215,7 @@ def validate(cfg: Config) -> None:
     for key in ("eval_every", "checkpoint_every", "sample_every"):
         _check(getattr(r, key) >= 0, s, f"run.{key}", "must be >= 0")
     _check(r.log_every >= 1, s, "run.log_every", "must be >= 1")
+    _check(r.eval_every_minutes >= 0, s, "run.eval_every_minutes", "must be >= 0 (0 = off)")
     _check(r.eval_streams >= 1, s, "run.eval_streams", "must be >= 1 (1 = exact single stream)")
     _check(r.name != "" and "/" not in r.name and r.name not in (".", ".."), s, "run.name",
            "must be a plain, non-empty folder name")

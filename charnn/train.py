@@ -294,25 +294,29 @@ def train(
 
     stop_reason = "steps"
     window_start, window_chars = time.perf_counter(), 0
+    # elapsed_s is wall-clock training time (evaluations and checkpoints included), summed over resumes
+    clock_start, elapsed_before = time.perf_counter(), state.elapsed_s
+    next_timed_eval = (state.elapsed_s // (r.eval_every_minutes * 60) + 1) * r.eval_every_minutes * 60 \
+        if r.eval_every_minutes else math.inf
     with _deferred_interrupt() as interrupted:
         while state.step < t.steps:
             if budget_s and state.elapsed_s >= budget_s:
                 stop_reason = "time"
                 break
-            tick = time.perf_counter()
             if batcher.starts_epoch(state.step):
                 state.hidden = model.zero_state(state.params, t.batch_size)
             x, y = batcher.chunk(state.step)
             loss, hidden, cache = model.forward(
                 state.params, x, y, state.hidden, dropout=config.model.dropout, rng=state.rng
             )
-            if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"the loss became {loss} at step {state.step + 1}; lower train.lr (now {t.lr:g}) or set "
-                    f"train.grad_clip (now {t.grad_clip:g}); the last good checkpoint {latest} is kept"
-                )
             grads, _ = model.backward(state.params, cache)
             grad_norm, clipped = clip_gradients(grads, t.grad_clip, t.clip_mode)
+            if not (math.isfinite(loss) and math.isfinite(grad_norm)):  # stop before a bad update is applied
+                what = f"the loss became {loss}" if not math.isfinite(loss) else f"the gradient norm became {grad_norm}"
+                raise TrainingDiverged(
+                    f"{what} at step {state.step + 1}; lower train.lr (now {t.lr:g}) or set "
+                    f"train.grad_clip (now {t.grad_clip:g}); the last good checkpoint {latest} is kept"
+                )
             progress = (state.step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
             if budget_s:
                 progress = max(progress, state.elapsed_s / budget_s)
@@ -322,7 +326,7 @@ def train(
             state.step += 1
             state.clip_count += int(clipped)
             state.smooth_loss = loss if state.smooth_loss is None else 0.95 * state.smooth_loss + 0.05 * loss
-            state.elapsed_s += time.perf_counter() - tick
+            state.elapsed_s = elapsed_before + time.perf_counter() - clock_start
             window_chars += chars_per_step
 
             if state.step % r.log_every == 0 or state.step == t.steps:
@@ -336,8 +340,10 @@ def train(
                 window_start, window_chars = now, 0
                 log(record)
                 cb.on_step(dict(record, smooth_loss=state.smooth_loss, val_loss=state.val_loss))
-            if r.eval_every and state.step % r.eval_every == 0:
+            if (r.eval_every and state.step % r.eval_every == 0) or state.elapsed_s >= next_timed_eval:
                 evaluate_and_keep_best()
+                while next_timed_eval <= state.elapsed_s:
+                    next_timed_eval += r.eval_every_minutes * 60
             if r.sample_every and state.step % r.sample_every == 0:
                 cb.on_sample(state.step, preview(state.params, corpus.vocab, config, state.step))
             if r.checkpoint_every and state.step % r.checkpoint_every == 0:
@@ -348,7 +354,7 @@ def train(
                     f"interrupted at step {state.step}; saved {latest}. Resume with: "
                     f"charnn train {config.source} --resume" + (f" --run-dir {run_dir}" if run_dir != run_dir_for(config) else "")
                 )
-    if not (r.eval_every and state.step % r.eval_every == 0):
+    if not (state.history and state.history[-1]["step"] == state.step):
         evaluate_and_keep_best()
     _save(latest, state, config, corpus.vocab)
     if not best.exists():
