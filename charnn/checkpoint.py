@@ -83,7 +83,10 @@ def load(path: str | Path) -> Checkpoint:
         raise CharnnError(f"checkpoint {path} not found; train first (charnn train CONFIG) or give --checkpoint")
     bad = f"checkpoint {path} is truncated or corrupted"
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise CharnnError(f"{path} is not a charnn checkpoint (not an .npz archive)")
+        with loaded as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
         raise CharnnError(f"{bad} ({type(e).__name__}); use another checkpoint or train again") from None
@@ -94,7 +97,8 @@ def load(path: str | Path) -> Checkpoint:
     except ValueError:
         raise CharnnError(f"{bad} (unreadable meta); use another checkpoint or train again") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CharnnError(f"{path} is not a charnn checkpoint (format {meta.get('format')!r})")
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise CharnnError(f"{path} is not a charnn checkpoint (format {found!r})")
     if meta.get("version") != VERSION:
         raise CharnnError(
             f"{path} has checkpoint format version {meta.get('version')!r}; this charnn reads version "

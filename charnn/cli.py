@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -57,8 +58,12 @@ def _friendly(command):
             print_error("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except BrokenPipeError:  # e.g. `charnn sample | head`: the reader has gone, which is fine
-            sys.stderr.close()
+            # stdout's buffer can no longer be flushed: point it at /dev/null so exit stays quiet
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(0) from None
+        except OSError as e:  # a file system problem the library did not anticipate
+            print_error(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -74,6 +79,17 @@ def _main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """charnn: character-level RNN language models in NumPy."""
+
+
+def _map_rare(vocab, text: str, name: str) -> str:
+    """Map characters the model never saw to its rare-character symbol, if it has one, and say so."""
+    from charnn.display import stderr_console
+
+    text, count = vocab.map_rare(text)
+    if count:
+        stderr_console().print(f"note: {count} characters of {name} are outside the vocabulary and were mapped to "
+                               "U+FFFD, as training mapped rare ones (data.min_char_count)", markup=False)
+    return text
 
 
 def _load_checkpoint(path: Optional[Path]):
@@ -123,7 +139,7 @@ def sample(
     temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Softmax temperature > 0; lower is more conservative."),
     top_k_given: Optional[int] = typer.Option(None, "--top-k", help="Sample only among the k likeliest characters."),
     greedy: bool = typer.Option(False, "--greedy", help="Always take the likeliest character (deterministic)."),
-    rng_seed: Optional[int] = typer.Option(None, "--rng-seed", help="Seed of the random generator, for repeatable samples."),
+    rng_seed: Optional[int] = typer.Option(None, "--rng-seed", min=0, help="Seed of the random generator, for repeatable samples."),
     num_samples: int = typer.Option(1, "--num-samples", min=1, help="How many samples to print, separated by blank lines."),
 ) -> None:
     """Generate text from a trained model; only the text goes to stdout.
@@ -144,7 +160,7 @@ def sample(
         raise CharnnError(f"--top-k must be >= 1 (got {top_k_given})")
     vocab = Vocab(tuple(ckpt.vocab_chars))
     encoding = ckpt.config["data"].get("encoding", "utf-8")
-    prime = to_symbols(seed, encoding)
+    prime = _map_rare(vocab, to_symbols(seed, encoding), "--seed")
     rng = np.random.default_rng(rng_seed)
     out = sys.stdout.buffer
     stream = sys.stdout.isatty()  # a terminal sees text as it is made; a pipe gets whole samples
@@ -190,6 +206,7 @@ def eval_(
     encoding = ckpt.config["data"].get("encoding", "utf-8")
     text = read_text_file(text_file) if encoding == "utf-8" else text_file_bytes(text_file).decode("latin-1")
     vocab = Vocab(tuple(ckpt.vocab_chars))
+    text = _map_rare(vocab, text, str(text_file))
     unknown = vocab.unknown_chars(text)
     if unknown:
         shown = ", ".join(map(repr, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
@@ -214,7 +231,7 @@ def inspect_gradients(
     text_file: Optional[Path] = typer.Option(None, "--text-file", help="Analyse the first T+1 characters of this file."),
     steps: int = typer.Option(50, "--steps", "-T", help="T: how many steps back to follow the gradient."),
     windows: int = typer.Option(8, "--windows", help="Random windows of the validation text to average over."),
-    rng_seed: int = typer.Option(0, "--rng-seed", help="Seed for choosing the windows."),
+    rng_seed: int = typer.Option(0, "--rng-seed", min=0, help="Seed for choosing the windows."),
     check: bool = typer.Option(False, "--check", help="Also check backward against finite differences (exit 1 if error >= 1e-6)."),
     as_json: bool = typer.Option(False, "--json", help="Print every number as one JSON object."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a picture of norm against lag (.png or .svg; needs matplotlib)."),
@@ -268,7 +285,7 @@ def inspect_gradients(
         corpus = load_corpus(from_dict(ckpt.config, source=str(checkpoint_path or "checkpoint"))) if text is None else None
     corpus_ids = None
     if text is not None:
-        text = to_symbols(text, encoding)
+        text = _map_rare(vocab, to_symbols(text, encoding), "the text")
     else:
         corpus_ids = corpus.val if len(corpus.val) >= steps + 1 else corpus.train
     report = inspect_model(params, vocab, steps=steps, text=text, corpus_ids=corpus_ids, windows=windows,
@@ -340,7 +357,7 @@ def data_synth(
     output: Path = typer.Option(..., "--output", "-o", help="Text file to write (its oracle losses go to FILE.json)."),
     lag: int = typer.Option(10, "--lag", "-k", help="K: how far back the model must remember."),
     length: int = typer.Option(200_000, "--length", "-n", help="Characters to generate."),
-    rng_seed: int = typer.Option(0, "--rng-seed", help="Seed: the same seed writes the same text."),
+    rng_seed: int = typer.Option(0, "--rng-seed", min=0, help="Seed: the same seed writes the same text."),
 ) -> None:
     """Write a synthetic text that can only be predicted by remembering K characters back.
 

@@ -215,6 +215,7 @@ def validate(cfg: Config) -> None:
     for key in ("eval_every", "checkpoint_every", "sample_every"):
         _check(getattr(r, key) >= 0, s, f"run.{key}", "must be >= 0")
     _check(r.log_every >= 1, s, "run.log_every", "must be >= 1")
+    _check(r.seed >= 0, s, "run.seed", "must be >= 0")
     _check(r.eval_every_minutes >= 0, s, "run.eval_every_minutes", "must be >= 0 (0 = off)")
     _check(r.eval_streams >= 1, s, "run.eval_streams", "must be >= 1 (1 = exact single stream)")
     _check(r.name != "" and "/" not in r.name and r.name not in (".", ".."), s, "run.name",
@@ -291,6 +292,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
             target = raw.setdefault(section, {})
             if target is None:
                 target = raw[section] = {}
+            if not isinstance(target, dict):
+                raise CharnnError(f"{path}: {section}: expected a mapping of keys, got {target!r}")
             target[key] = value
             if section == "data" and key in ("path", "text", "url"):
                 # naming a new source on the command line replaces the file's source
@@ -298,8 +301,9 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
                     target.pop(other, None)
             if (section, key) == ("data", "path"):
                 _absolute_data_path(raw, Path.cwd())
-        run = raw.setdefault("run", {}) or {}
-        raw["run"] = run
+        run = raw.setdefault("run", {})
+        if run is None:
+            run = raw["run"] = {}
         if isinstance(run, dict) and not run.get("name"):
             run["name"] = path.stem
     return from_dict(raw, source=str(path))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.request
@@ -64,11 +65,15 @@ def fetch(url: str, sha256: str, directory: Path | None = None) -> Path:
     A file whose checksum does not match is deleted, never kept or used.
     """
     directory = directory or cache_dir()
+    sha256 = sha256.strip().lower()
     target = directory / f"{sha256[:16]}-{Path(url).name or 'download'}"
-    if target.exists() and sha256_of(target) == sha256:
-        return target
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".download-")
+    try:
+        if target.exists() and sha256_of(target) == sha256:
+            return target
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".download-")
+    except OSError as e:
+        raise CharnnError(f"cannot use the download cache {directory}: {e.strerror or e}; set CHARNN_CACHE") from None
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             for block in iter(lambda: response.read(1 << 20), b""):
@@ -80,7 +85,7 @@ def fetch(url: str, sha256: str, directory: Path | None = None) -> Path:
                 "Check data.sha256, or download the file yourself and set data.path"
             )
         os.replace(tmp, target)
-    except OSError as e:
+    except (OSError, ValueError, http.client.HTTPException) as e:
         raise CharnnError(
             f"cannot download {url}: {getattr(e, 'reason', None) or e}; "
             "download it yourself and set data.path (e.g. --set data.path=FILE)"

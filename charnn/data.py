@@ -25,7 +25,7 @@ def split_ids(ids: np.ndarray, val_fraction: float, test_fraction: float) -> Spl
     """
     n = len(ids)
     n_train = int(n * (1 - val_fraction - test_fraction) + 1e-9)
-    n_test = int(n * test_fraction)
+    n_test = int(n * test_fraction + 1e-9)
     n_val = n - n_train - n_test
     return Splits(
         train=ids[:n_train],

@@ -6,6 +6,7 @@ import math
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -20,7 +21,7 @@ def stderr_console() -> Console:
 
 
 def print_error(message: str) -> None:
-    stderr_console().print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    stderr_console().print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
 
 
 def _fmt(value, spec=".3f") -> str:
@@ -41,7 +42,7 @@ class TrainProgress(Callback):
 
     def on_message(self, text: str) -> None:
         if not self.quiet:
-            self.console.print(text, markup=False)
+            self.console.print(text, markup=False, soft_wrap=True)
 
     def on_start(self, info: dict) -> None:
         if self.quiet:

@@ -371,7 +371,7 @@ def forward(
     dtype = W_hy.dtype
     ids_tm = np.ascontiguousarray(ids.T)  # (T, B)
     V_in = params["head.W_hy"].shape[1]
-    if ids_tm.size and (ids_tm.max() >= V_in or ids_tm.min() < -V_in):
+    if ids_tm.size and (ids_tm.max() >= V_in or ids_tm.min() < 0):
         raise IndexError(f"input id out of range for a vocabulary of {V_in} characters")
     cell = cell_of(params)
     W_in_name, b_in_name, W_rec_name = _NAMES[cell]

@@ -35,7 +35,7 @@ def clip_gradients(grads: dict[str, np.ndarray], max_value: float, mode: str = "
     max_value 0 turns clipping off.
     """
     norm = global_norm(grads)
-    if max_value <= 0:
+    if max_value <= 0 or not math.isfinite(norm):  # a non-finite norm is the caller's to report
         return norm, False
     if mode == "norm":
         if norm > max_value:

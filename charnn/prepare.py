@@ -8,6 +8,7 @@ megabytes never sits in memory as a Python string. Peak memory is a few blocks.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -22,11 +23,10 @@ import numpy as np
 from charnn.config import DataConfig
 from charnn.corpus import fetch
 from charnn.errors import CharnnError
-from charnn.vocab import Vocab
+from charnn.vocab import REPLACEMENT, Vocab
 
 BLOCK_BYTES = 1 << 22  # 4 MiB per read: bincount's int64 temporaries stay small
 MAX_VOCAB = 65535
-REPLACEMENT = "\ufffd"  # stands for every character rarer than data.min_char_count
 CACHE_FORMAT, CACHE_VERSION = "charnn-ids", 1
 
 
@@ -200,7 +200,7 @@ def _load_cache(folder: Path, source_sha: str, data: DataConfig) -> tuple[dict |
     if not meta_path.exists():
         return None, "no cache yet"
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         ids_path = folder / meta["ids_file"]
         if meta.get("format") != CACHE_FORMAT or meta.get("version") != CACHE_VERSION:
             return None, "cache from another charnn version"
@@ -254,13 +254,14 @@ def _build(opener, name: str, utf8: bool, data: DataConfig, source_sha: str, fol
     counts_all = _count(opener, name, utf8)
     vocab, lookup, replaced, distinct = _vocabulary(counts_all, data.min_char_count, utf8, name)
     dtype = np.dtype(np.uint8 if vocab.size <= 256 else np.uint16)
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("*"):  # a cache that failed its checks is never trained on
-        stale.unlink()
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ids-", suffix=".tmp")
-    os.close(fd)
     ids_file = f"ids.{dtype.name}"
+    tmp = None
     try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*"):  # a cache that failed its checks is never trained on
+            stale.unlink()
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ids-", suffix=".tmp")
+        os.close(fd)
         count, digest, counts = _write_ids(opener, name, utf8, lookup, dtype, Path(tmp), vocab.size)
         os.replace(tmp, folder / ids_file)
         meta = {
@@ -270,16 +271,17 @@ def _build(opener, name: str, utf8: bool, data: DataConfig, source_sha: str, fol
             "replaced": replaced, "replaced_distinct": distinct, "counts": counts.tolist(),
         }
         meta_tmp = folder / ".meta.json.tmp"
-        meta_tmp.write_text(json.dumps(meta, ensure_ascii=False))
+        meta_tmp.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         os.replace(meta_tmp, folder / "meta.json")  # written last: its presence marks a complete cache
     except OSError as e:
         for leftover in folder.glob("*"):
-            leftover.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                leftover.unlink()
         raise CharnnError(
             f"cannot write the prepared ids to {folder}: {e.strerror or e}; free some disk space "
             "or point run.dir at a disk with room (nothing partial was kept)"
         ) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
     return meta

@@ -178,6 +178,9 @@ def _resume_state(config: Config, vocab: Vocab, path: Path) -> _State:
         raise CharnnError(f"cannot resume from {path}: the model section differs from the one it was trained with")
     if [h.shape[0] for h in ckpt.hidden] != [config.train.batch_size] * config.model.num_layers:
         raise CharnnError(f"cannot resume from {path}: train.batch_size differs from the one it was trained with")
+    expected = init_state(_spec(config), ckpt.params)
+    if {k: v.shape for k, v in expected.items()} != {k: v.shape for k, v in ckpt.optim_state.items()}:
+        raise CharnnError(f"cannot resume from {path}: train.optimizer differs from the one it was trained with")
     rng = np.random.default_rng()
     rng.bit_generator.state = meta["rng_state"]
     return _State(
@@ -196,6 +199,13 @@ def _resume_state(config: Config, vocab: Vocab, path: Path) -> _State:
 
 
 def _save(path: Path, state: _State, config: Config, vocab: Vocab) -> None:
+    try:
+        _write_checkpoint(path, state, config, vocab)
+    except OSError as e:
+        raise CharnnError(f"cannot write checkpoint {path}: {e.strerror or e}; the previous one is intact") from None
+
+
+def _write_checkpoint(path: Path, state: _State, config: Config, vocab: Vocab) -> None:
     meta = {
         "charnn_version": __version__,
         "vocab": list(vocab.chars),
@@ -218,13 +228,26 @@ def _trim_metrics(path: Path, step: int) -> None:
     """On resume, drop metrics lines written after the checkpoint (they will be logged again)."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            pass  # a line cut short by a crash
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, path)
 
 
 def _prepare_run_dir(run_dir: Path, config: Config, resume: bool, force: bool) -> None:
+    try:
+        _make_run_dir(run_dir, config, resume, force)
+    except OSError as e:
+        raise CharnnError(f"cannot use run directory {run_dir}: {e.strerror or e}; choose another with --run-dir") from None
+
+
+def _make_run_dir(run_dir: Path, config: Config, resume: bool, force: bool) -> None:
     latest = run_dir / "latest.npz"
     if resume:
         if not latest.exists():
@@ -259,9 +282,11 @@ def train(
         batcher = StreamBatcher(corpus.train, t.batch_size, t.seq_len)
     except CharnnError as e:
         raise CharnnError(f"{config.source}: train.batch_size x train.seq_len: {e}") from None
-    _prepare_run_dir(run_dir, config, resume, force)
     latest, best, metrics_path = run_dir / "latest.npz", run_dir / "best.npz", run_dir / "metrics.jsonl"
-    state = _resume_state(config, corpus.vocab, latest) if resume else _new_state(config, corpus.vocab)
+    state = None if resume else _new_state(config, corpus.vocab)  # before touching the run directory
+    _prepare_run_dir(run_dir, config, resume, force)
+    if resume:
+        state = _resume_state(config, corpus.vocab, latest)
     if resume:
         _trim_metrics(metrics_path, state.step)
     spec, schedule = _spec(config), _schedule(config)
@@ -276,8 +301,11 @@ def train(
     })
 
     def log(record: dict) -> None:
-        with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise CharnnError(f"cannot write {metrics_path}: {e.strerror or e}") from None
 
     def evaluate_and_keep_best() -> None:
         score = state.smooth_loss  # without validation text, "best" means lowest smoothed train loss
@@ -313,9 +341,10 @@ def train(
             grad_norm, clipped = clip_gradients(grads, t.grad_clip, t.clip_mode)
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):  # stop before a bad update is applied
                 what = f"the loss became {loss}" if not math.isfinite(loss) else f"the gradient norm became {grad_norm}"
+                kept = f"the last good checkpoint {latest} is kept" if latest.exists() else "no checkpoint was written yet"
                 raise TrainingDiverged(
                     f"{what} at step {state.step + 1}; lower train.lr (now {t.lr:g}) or set "
-                    f"train.grad_clip (now {t.grad_clip:g}); the last good checkpoint {latest} is kept"
+                    f"train.grad_clip (now {t.grad_clip:g}); {kept}"
                 )
             progress = (state.step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
             if budget_s:

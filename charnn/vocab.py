@@ -8,6 +8,8 @@ import numpy as np
 
 from charnn.errors import CharnnError
 
+REPLACEMENT = "\ufffd"  # stands for every character rarer than data.min_char_count
+
 
 def _code_points(text: str) -> np.ndarray:
     """The Unicode code points of `text` as a uint32 array (no Python loop)."""
@@ -56,6 +58,19 @@ class Vocab:
 
     def decode(self, ids) -> str:
         return "".join(self.chars[int(i)] for i in ids)
+
+    def map_rare(self, text: str) -> tuple[str, int]:
+        """Replace characters outside the vocabulary by REPLACEMENT, as training did for rare ones.
+
+        Only for vocabularies that have REPLACEMENT (built with data.min_char_count);
+        returns (text, how many characters were replaced).
+        """
+        unknown = self.unknown_chars(text) if REPLACEMENT in self.chars else []
+        if not unknown:
+            return text, 0
+        table = {ord(c): REPLACEMENT for c in unknown}
+        mapped = text.translate(table)
+        return mapped, sum(text.count(c) for c in unknown)
 
     def unknown_chars(self, text: str) -> list[str]:
         """The distinct characters of `text` that the vocabulary lacks, sorted."""

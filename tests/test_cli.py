@@ -248,3 +248,41 @@ def test_data_prepare_summary(tmp_path, write_config, capsys):
     assert code == 0 and summary["chars"] == 384 and not summary["reused"] and summary["vocab_size"] == 14
     code, out, err = run(capsys, "data", "prepare", config)
     assert code == 0 and "reused" in out and "reusing" in err
+
+
+def test_negative_rng_seed_is_a_usage_error(capsys):
+    code, _, err = run(capsys, "sample", "--rng-seed", "-1")
+    assert code == 2
+    assert_one_line_error(err)
+
+
+def test_run_directory_that_is_a_file(tmp_path, write_config, capsys):
+    (tmp_path / "occupied").write_text("x")
+    code, _, err = run(capsys, "train", write_config(), "--run-dir", tmp_path / "occupied", "-q")
+    assert code == 1 and "occupied" in err
+    assert_one_line_error(err)
+
+
+def test_set_into_a_section_that_is_not_a_mapping(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("data:\n  text: hello\ntrain: 5\n")
+    code, _, err = run(capsys, "train", tmp_path / "c.yaml", "--set", "train.lr=0.1")
+    assert code == 1 and "train: expected a mapping" in err
+    assert_one_line_error(err)
+
+
+def test_error_text_with_brackets_is_printed_verbatim(tmp_path, capsys):
+    code, _, err = run(capsys, "sample", "--checkpoint", tmp_path / "[draft]" / "c.npz")
+    assert code == 1 and "[draft]" in err
+
+
+def test_rare_characters_map_to_the_replacement_symbol(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_text("abab" * 60 + "z")
+    (tmp_path / "m.yaml").write_text(
+        "data:\n  path: t.txt\n  min_char_count: 2\n  val_fraction: 0\nmodel:\n  hidden_size: 8\n"
+        "train:\n  batch_size: 2\n  seq_len: 8\n  steps: 5\n"
+    )
+    assert run(capsys, "train", tmp_path / "m.yaml", "-q")[0] == 0
+    (tmp_path / "e.txt").write_text("abzqab")
+    code, out, err = run(capsys, "eval", tmp_path / "e.txt", "--json")
+    assert code == 0 and json.loads(out)["chars"] == 5 and "2 characters" in err

@@ -123,3 +123,12 @@ def test_batched_evaluation_matches_the_exact_single_stream_value():
         loss, h, _ = model.forward(params, ids[None, i - 1 : i], ids[None, i : i + 1], h)
         total += loss
     assert evaluate_ids(params, ids[:40]).nats_per_char == pytest.approx(total / 39, rel=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_batched_evaluation_of_gated_cells(cell):
+    rng = np.random.default_rng(1)
+    params = model.init_params(12, 16, 2, rng=rng, dtype=np.float64, cell=cell)
+    ids = rng.integers(0, 12, 3001)
+    exact = evaluate_ids(params, ids).nats_per_char
+    assert evaluate_ids(params, ids, streams=5, warmup=200).nats_per_char == pytest.approx(exact, rel=1e-6)

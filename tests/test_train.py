@@ -145,3 +145,46 @@ def test_max_minutes_stops_on_time(write_config):
     cfg = load_config(write_config(), ["train.max_minutes=0.0000001", "train.steps=100000"])
     result = train(cfg)
     assert result.stop_reason == "time" and result.step < 100000
+
+
+def test_infinite_gradient_stops_before_the_update(write_config, monkeypatch):
+    cfg = load_config(write_config())
+    real_backward = model.backward
+    calls = {"n": 0}
+
+    def exploding_backward(params, cache):
+        calls["n"] += 1
+        grads, dh0 = real_backward(params, cache)
+        if calls["n"] == 7:
+            grads["rnn.0.W_hh"][0, 0] = np.inf
+        return grads, dh0
+
+    monkeypatch.setattr(model, "backward", exploding_backward)
+    with pytest.raises(TrainingDiverged, match="gradient norm became inf at step 7"):
+        train(cfg)
+    run_dir = Path(cfg.run.dir) / cfg.run.name
+    saved = checkpoint.load(run_dir / "latest.npz")
+    assert saved.meta["step"] == 5 and all(np.all(np.isfinite(p)) for p in saved.params.values())
+
+
+def test_resume_refuses_a_different_optimizer(write_config, tmp_path):
+    path = write_config()
+    train(load_config(path, ["train.steps=5"]), tmp_path / "r")
+    with pytest.raises(CharnnError, match="train.optimizer differs"):
+        train(load_config(path, ["train.optimizer=rmsprop"]), tmp_path / "r", resume=True)
+
+
+def test_resume_survives_a_metrics_line_cut_short(write_config, tmp_path):
+    path = write_config()
+    train(load_config(path, ["train.steps=10"]), tmp_path / "r")
+    with open(tmp_path / "r" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 11, "train_lo')
+    result = train(load_config(path), tmp_path / "r", resume=True)
+    assert result.step == 20
+
+
+def test_failed_init_from_leaves_no_run_directory(write_config, tmp_path):
+    cfg = load_config(write_config(), [f"run.init_from={tmp_path / 'missing.npz'}"])
+    with pytest.raises(CharnnError, match="not found"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
