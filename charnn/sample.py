@@ -12,12 +12,19 @@ from charnn.vocab import Vocab
 
 
 def _step(params: model.Params, layers: list, char_id: int, h: list[np.ndarray]) -> np.ndarray:
-    """Advance the Elman state by one character (in place) and return the next-character logits."""
+    """Advance the Elman state by one character (in place) and return the next-character logits.
+
+    layers: per layer (input table or matrix, W_hh, b_h, scratch); layer 0's table already
+    holds W_xh + b_h, so a step is one row lookup, one matrix-vector product and a tanh.
+    """
     x = None
-    for layer, (W_xh, W_hh, b_h) in enumerate(layers):
-        pre = W_xh[char_id] if layer == 0 else x @ W_xh
-        pre = pre + h[layer] @ W_hh
-        pre += b_h
+    for layer, (W_in, W_hh, b_h, pre) in enumerate(layers):
+        np.dot(h[layer], W_hh, out=pre)
+        if layer == 0:
+            pre += W_in[char_id]
+        else:
+            pre += x @ W_in
+            pre += b_h
         np.tanh(pre, out=h[layer])
         x = h[layer]
     return x @ params["head.W_hy"] + params["head.b_y"]
@@ -84,7 +91,8 @@ def _generate(params, vocab, prime, length, temperature, top_k, greedy, rng) -> 
     if model.cell_of(params) == "rnn":
         step = _step
         layers = [
-            (params[f"rnn.{i}.W_xh"], params[f"rnn.{i}.W_hh"], params[f"rnn.{i}.b_h"])
+            (params[f"rnn.{i}.W_xh"] + (params[f"rnn.{i}.b_h"] if i == 0 else 0), params[f"rnn.{i}.W_hh"],
+             params[f"rnn.{i}.b_h"], np.empty_like(params[f"rnn.{i}.b_h"]))
             for i in range(model.num_layers_of(params))
         ]
     else:

@@ -1,0 +1,46 @@
+"""Sampling: the one-character step agrees with the model's forward; temperature and top-k behave."""
+
+import numpy as np
+import pytest
+
+from charnn import model, sample
+from charnn.errors import CharnnError
+from charnn.vocab import Vocab
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_generated_text_is_what_the_model_predicts(cell):
+    rng = np.random.default_rng(0)
+    vocab = Vocab(tuple("abcdef"))
+    params = model.init_params(6, 8, 2, init="normal", scale=0.8, rng=rng, dtype=np.float64, cell=cell)
+    for p in params.values():
+        if p.ndim == 1:
+            p += rng.normal(0, 0.5, p.shape)
+    text = "ab" + "".join(sample.generate(params, vocab, "ab", 12, greedy=True, rng=rng))
+    ids = vocab.encode(text)
+    _, _, cache = model.forward(params, ids[None, :-1], ids[None, 1:], model.zero_state(params, 1))
+    # each greedy character is the argmax of the model's prediction at that position
+    assert np.array_equal(cache.probs.argmax(axis=1)[1:], ids[2:])
+
+
+def test_top_k_one_is_greedy_and_temperature_sharpens():
+    rng = np.random.default_rng(1)
+    logits = np.array([1.0, 2.0, 0.5, 1.5])
+    assert all(sample._choose(logits, 1.0, 1, False, rng) == 1 for _ in range(50))
+    draws = lambda temp: np.bincount([sample._choose(logits, temp, 0, False, rng) for _ in range(4000)], minlength=4)
+    p = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(draws(1.0) / 4000, p, atol=0.03)
+    assert draws(0.2)[1] > 3600  # a low temperature nearly always takes the likeliest
+    top2 = {sample._choose(logits, 1.0, 2, False, rng) for _ in range(500)}
+    assert top2 == {1, 3}  # only the two likeliest characters
+
+
+def test_bad_options_and_unknown_seed_characters():
+    params = model.init_params(3, 4, 1, rng=np.random.default_rng(0))
+    vocab = Vocab(("a", "b", "c"))
+    with pytest.raises(CharnnError, match="'z'"):
+        sample.generate(params, vocab, "az", 5, rng=np.random.default_rng(0))
+    with pytest.raises(CharnnError, match="temperature"):
+        sample.generate(params, vocab, "a", 5, temperature=0, rng=np.random.default_rng(0))
+    assert "".join(sample.generate(params, vocab, "a", 0, rng=np.random.default_rng(0))) == ""
+    assert len("".join(sample.generate(params, vocab, "", 7, rng=np.random.default_rng(0)))) == 7
