@@ -198,14 +198,16 @@ def _resume_state(config: Config, vocab: Vocab, path: Path) -> _State:
     )
 
 
-def _save(path: Path, state: _State, config: Config, vocab: Vocab) -> None:
+@contextmanager
+def _file_errors(what: str, fix: str):
+    """Turn a file-system error into the project's one-line error."""
     try:
-        _write_checkpoint(path, state, config, vocab)
+        yield
     except OSError as e:
-        raise CharnnError(f"cannot write checkpoint {path}: {e.strerror or e}; the previous one is intact") from None
+        raise CharnnError(f"cannot {what}: {e.strerror or e}; {fix}") from None
 
 
-def _write_checkpoint(path: Path, state: _State, config: Config, vocab: Vocab) -> None:
+def _save(path: Path, state: _State, config: Config, vocab: Vocab) -> None:
     meta = {
         "charnn_version": __version__,
         "vocab": list(vocab.chars),
@@ -221,7 +223,8 @@ def _write_checkpoint(path: Path, state: _State, config: Config, vocab: Vocab) -
         "elapsed_s": state.elapsed_s,
         "history": state.history,
     }
-    checkpoint.save(path, checkpoint.Checkpoint(state.params, meta, state.optim_state, state.hidden))
+    with _file_errors(f"write checkpoint {path}", "the previous one is intact"):
+        checkpoint.save(path, checkpoint.Checkpoint(state.params, meta, state.optim_state, state.hidden))
 
 
 def _trim_metrics(path: Path, step: int) -> None:
@@ -241,13 +244,6 @@ def _trim_metrics(path: Path, step: int) -> None:
 
 
 def _prepare_run_dir(run_dir: Path, config: Config, resume: bool, force: bool) -> None:
-    try:
-        _make_run_dir(run_dir, config, resume, force)
-    except OSError as e:
-        raise CharnnError(f"cannot use run directory {run_dir}: {e.strerror or e}; choose another with --run-dir") from None
-
-
-def _make_run_dir(run_dir: Path, config: Config, resume: bool, force: bool) -> None:
     latest = run_dir / "latest.npz"
     if resume:
         if not latest.exists():
@@ -284,7 +280,8 @@ def train(
         raise CharnnError(f"{config.source}: train.batch_size x train.seq_len: {e}") from None
     latest, best, metrics_path = run_dir / "latest.npz", run_dir / "best.npz", run_dir / "metrics.jsonl"
     state = None if resume else _new_state(config, corpus.vocab)  # before touching the run directory
-    _prepare_run_dir(run_dir, config, resume, force)
+    with _file_errors(f"use run directory {run_dir}", "choose another with --run-dir"):
+        _prepare_run_dir(run_dir, config, resume, force)
     if resume:
         state = _resume_state(config, corpus.vocab, latest)
     if resume:
@@ -301,11 +298,8 @@ def train(
     })
 
     def log(record: dict) -> None:
-        try:
-            with open(metrics_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-        except OSError as e:
-            raise CharnnError(f"cannot write {metrics_path}: {e.strerror or e}") from None
+        with _file_errors(f"write {metrics_path}", "check the disk"), open(metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
 
     def evaluate_and_keep_best() -> None:
         score = state.smooth_loss  # without validation text, "best" means lowest smoothed train loss
