@@ -125,7 +125,7 @@ def train(
     finally:
         progress.close()
     console.print(summary_table(result))
-    console.print(f"sample from it with: charnn sample --checkpoint {result.run_dir / 'best.npz'}")
+    console.print(f"sample from it with: charnn sample --checkpoint {result.run_dir / 'best.npz'}", markup=False)
 
 
 @app.command()
