@@ -10,9 +10,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from charnn.evaluate import LN2
 from charnn.train import Callback, TrainResult
 
-LN2 = math.log(2)
 
 
 def stderr_console() -> Console:

@@ -14,6 +14,8 @@ import numpy as np
 from charnn import model
 from charnn.errors import CharnnError
 
+LN2 = math.log(2)  # nats -> bits
+
 
 @dataclass(frozen=True)
 class EvalResult:
@@ -22,7 +24,7 @@ class EvalResult:
 
     @property
     def bits_per_char(self) -> float:
-        return self.nats_per_char / math.log(2)
+        return self.nats_per_char / LN2
 
     @property
     def perplexity(self) -> float:
@@ -58,7 +60,7 @@ def evaluate_ids(
     the zero start by the time scoring begins; every position is still scored exactly once.
     The result matches the single-stream value closely (the README quotes the measured gap).
     """
-    ids = np.asarray(ids) if not isinstance(ids, np.memmap) else ids
+    ids = np.asarray(ids)  # a memmap stays a view: nothing is read until indexed
     n = len(ids) - 1
     if n < 1:
         raise CharnnError("the text needs at least 2 characters to be evaluated (one to predict)")

@@ -96,7 +96,7 @@ def _last_step_flows(params: model.Params, ids: np.ndarray, cache: model.Forward
     """
     N, T = ids.shape[0], ids.shape[1] - 1
     cell = model.cell_of(params)
-    W_in_name, _, W_rec_name = model._NAMES[cell]
+    W_in_name, _, W_rec_name = model.PARAM_NAMES[cell]
     dlogits = cache.probs.reshape(T, N, -1)[-1].copy()
     dlogits[np.arange(N), ids[:, -1]] -= 1
     dS = np.zeros((T, N, params["head.W_hy"].shape[0]))
@@ -258,7 +258,7 @@ def analyse(params: model.Params, windows: np.ndarray, clip_fraction: float | No
         raise CharnnError("gradient analysis needs windows of at least T+1 = 3 characters (T >= 2)")
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
     cell = model.cell_of(p64)
-    W_rec_name = model._NAMES[cell][2]
+    W_rec_name = model.PARAM_NAMES[cell][2]
     T = windows.shape[1] - 1
     lag_order = slice(None, None, -1)  # lag k <-> state index t = T-k, so reverse the time axis
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):

@@ -40,7 +40,7 @@ INITS = ("normal", "uniform", "xavier", "orthogonal")
 CELLS = ("rnn", "lstm", "gru")
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # blocks of H columns in the input and recurrent matrices
 # per cell: the input matrix, the bias added to the input part, the recurrent matrix
-_NAMES = {"rnn": ("W_xh", "b_h", "W_hh"), "lstm": ("W_x", "b", "W_h"), "gru": ("W_x", "b_x", "W_h")}
+PARAM_NAMES = {"rnn": ("W_xh", "b_h", "W_hh"), "lstm": ("W_x", "b", "W_h"), "gru": ("W_x", "b_x", "W_h")}
 
 
 def param_shapes(
@@ -62,7 +62,7 @@ def param_shapes(
     if num_layers < 1:
         raise CharnnError(f"num_layers must be >= 1 (got {num_layers})")
     shapes: dict[str, tuple[int, ...]] = {}
-    W_in, b_in, W_rec = _NAMES[cell]
+    W_in, b_in, W_rec = PARAM_NAMES[cell]
     width = GATES[cell] * hidden_size
     for layer in range(num_layers):
         fan_in = vocab_size if layer == 0 else hidden_size
@@ -105,7 +105,7 @@ def init_params(
     if init not in INITS:
         raise CharnnError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
     params: Params = {}
-    W_rec = _NAMES[cell][2]
+    W_rec = PARAM_NAMES[cell][2]
     gates = GATES[cell]
     for name, shape in param_shapes(vocab_size, hidden_size, num_layers, cell).items():
         block = (shape[0], shape[-1] // gates) if name.startswith("rnn.") else shape
@@ -374,7 +374,7 @@ def forward(
     if ids_tm.size and (ids_tm.max() >= V_in or ids_tm.min() < 0):
         raise IndexError(f"input id out of range for a vocabulary of {V_in} characters")
     cell = cell_of(params)
-    W_in_name, b_in_name, W_rec_name = _NAMES[cell]
+    W_in_name, b_in_name, W_rec_name = PARAM_NAMES[cell]
     states, layer_inputs, masks, cell_caches, last = [], [], [], [], []
     x = None
     for layer in range(L):
@@ -457,7 +457,7 @@ def backward(params: Params, cache: ForwardCache) -> tuple[Params, list[np.ndarr
     np.matmul(dlogits, np.ascontiguousarray(W_hy.T), out=dx.reshape(N, H))
     del dlogits
     cell = cell_of(params)
-    W_in_name, b_in_name, W_rec_name = _NAMES[cell]
+    W_in_name, b_in_name, W_rec_name = PARAM_NAMES[cell]
     dh0 = []
     for layer in range(len(cache.states) - 1, -1, -1):
         if cache.masks[layer] is not None:

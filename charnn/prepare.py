@@ -71,8 +71,10 @@ def _blocks(stream: io.BufferedIOBase, utf8: bool) -> Iterator[tuple[int, bytes]
         yield offset, carry  # an incomplete sequence at the very end: decoding reports it
 
 
-def _code_points(block: bytes, offset: int, name: str) -> np.ndarray:
-    """Code points of one block of UTF-8; errors give the byte offset in the whole file."""
+def _symbols(block: bytes, offset: int, name: str, utf8: bool) -> np.ndarray:
+    """Code points of one block of UTF-8 (or its bytes in bytes mode); errors give the byte offset."""
+    if not utf8:
+        return np.frombuffer(block, np.uint8)
     nul = block.find(b"\x00")  # in UTF-8 a zero byte is only ever the NUL character
     if nul >= 0:
         raise CharnnError(
@@ -140,7 +142,7 @@ def _count(opener, name: str, utf8: bool) -> np.ndarray:
     counts = np.zeros(0x110000 if utf8 else 256, np.int64)
     with opener() as f:
         for offset, block in _blocks(f, utf8):
-            codes = _code_points(block, offset, name) if utf8 else np.frombuffer(block, np.uint8)
+            codes = _symbols(block, offset, name, utf8)
             found = np.bincount(codes)
             counts[: len(found)] += found
     return counts
@@ -177,7 +179,7 @@ def _write_ids(opener, name: str, utf8: bool, lookup: np.ndarray, dtype, out_pat
     n, digest, counts = 0, hashlib.blake2b(digest_size=16), np.zeros(vocab_size, np.int64)
     with opener() as f, open(out_path, "wb") as out:
         for offset, block in _blocks(f, utf8):
-            codes = _code_points(block, offset, name) if utf8 else np.frombuffer(block, np.uint8)
+            codes = _symbols(block, offset, name, utf8)
             ids = lookup[codes].astype(dtype, copy=False)
             counts += np.bincount(ids, minlength=vocab_size)
             data = ids.tobytes()
@@ -226,7 +228,7 @@ def prepare(data: DataConfig, cache_root: str | Path, log: Callable[[str], None]
         vocab, lookup, replaced, distinct = _vocabulary(counts_all, data.min_char_count, utf8, name)
         with opener() as f:
             block = f.read()
-        codes = _code_points(block, 0, name) if utf8 else np.frombuffer(block, np.uint8)
+        codes = _symbols(block, 0, name, utf8)
         ids = lookup[codes].astype(np.uint8 if vocab.size <= 256 else np.uint16)
         if ids.size == 0:
             raise CharnnError(f"{name} is empty; give a text with at least a few characters")

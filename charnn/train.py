@@ -22,13 +22,11 @@ from charnn import __version__, checkpoint, model
 from charnn.config import Config, dump_yaml, to_dict
 from charnn.data import StreamBatcher, split_ids
 from charnn.errors import CharnnError
-from charnn.evaluate import evaluate_ids
+from charnn.evaluate import LN2, evaluate_ids
 from charnn.prepare import PreparedCorpus, prepare
 from charnn.optim import OptimizerSpec, Schedule, apply_update, clip_gradients, init_state
 from charnn.sample import generate
 from charnn.vocab import Vocab
-
-LN2 = math.log(2)
 
 
 class TrainingInterrupted(CharnnError):

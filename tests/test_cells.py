@@ -4,28 +4,9 @@ import numpy as np
 import pytest
 
 from charnn import cells
+from gradcheck import numerical_grad, rel_error
 
 B, H = 3, 4
-
-
-def rel_error(a, b):
-    """Max relative error; entries below 1e-7 in size (an unused input row's exact zero against
-    finite-difference rounding of 1e-14) are compared against that floor instead."""
-    return np.max(np.abs(a - b) / np.maximum(1e-7, np.abs(a) + np.abs(b)))
-
-
-def numerical_grad(f, x, eps=1e-3):
-    """Fourth-order central differences: error ~eps^4, so eps can be large and rounding small."""
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        values = []
-        for step in (-2, -1, 1, 2):
-            x[i] = old + step * eps
-            values.append(f())
-        x[i] = old
-        grad[i] = (values[0] - 8 * values[1] + 8 * values[2] - values[3]) / (12 * eps)
-    return grad
 
 
 def sigmoid(x):

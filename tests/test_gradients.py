@@ -41,7 +41,7 @@ def naive_run(params, ids, perturb=None):
     kind "W" uses the recurrent matrix + value in the step that produces h_t. Returns (l_T, h per layer).
     """
     cell = model.cell_of(params)
-    rec = model._NAMES[cell][2]
+    rec = model.PARAM_NAMES[cell][2]
     L = model.num_layers_of(params)
     state = [np.zeros(2 * H if cell == "lstm" else H) for _ in range(L)]
     hs = [[np.zeros(H)] for _ in range(L)]
@@ -98,7 +98,7 @@ def test_per_lag_quantities_match_finite_differences(cell, num_layers):
             jac = fd(lambda d: naive_run(params, ids, (layer, t, "state", d))[1][layer][T], (H,))
             assert rel(got.jacobian[k], np.linalg.norm(jac, 2)) < 1e-4, ("jacobian", layer, k)
             # the share of dl_T/dW_rec from the step producing s_t: perturb W_rec in that step only
-            shape = params[f"rnn.{layer}.{model._NAMES[cell][2]}"].shape
+            shape = params[f"rnn.{layer}.{model.PARAM_NAMES[cell][2]}"].shape
             dW = fd(lambda d: naive_run(params, ids, (layer, t, "W", d))[0], shape)
             assert rel(got.contribution[k], np.linalg.norm(dW)) < 1e-4 or (k == T - 1 and got.contribution[k] == 0)
 

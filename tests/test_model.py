@@ -6,6 +6,7 @@ import pytest
 from charnn import model
 from charnn.errors import CharnnError
 from charnn.vocab import one_hot
+from gradcheck import numerical_grad, rel_error
 
 V, H, B = 5, 4, 3
 
@@ -13,26 +14,6 @@ V, H, B = 5, 4, 3
 def make_params(num_layers=1, seed=0, scale=0.5, hidden=H, vocab=V):
     rng = np.random.default_rng(seed)
     return model.init_params(vocab, hidden, num_layers, init="normal", scale=scale, rng=rng, dtype=np.float64)
-
-
-def rel_error(a, b):
-    return np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)))
-
-
-def numerical_grad(f, x, eps=1e-5):
-    """Central differences of scalar f() w.r.t. every element of x (changed in place, restored)."""
-    grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
-        x[i] = old
-        grad[i] = (fp - fm) / (2 * eps)
-    return grad
 
 
 def naive_forward(params, ids, targets, h0):
