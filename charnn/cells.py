@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from charnn.workspace import scratch
+
 
 def _sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Logistic function as 0.5 * (1 + tanh(x / 2)): no overflow for any x, and works in place."""
@@ -37,17 +39,19 @@ class LSTMCache(NamedTuple):
     h: np.ndarray  # (T+1, B, H) outputs, h[0] the initial one
 
 
-def lstm_layer_forward(xa: np.ndarray, state0: np.ndarray, W_h: np.ndarray) -> tuple[np.ndarray, np.ndarray, LSTMCache]:
+def lstm_layer_forward(
+    xa: np.ndarray, state0: np.ndarray, W_h: np.ndarray, *, overwrite_input: bool = False
+) -> tuple[np.ndarray, np.ndarray, LSTMCache]:
     """xa: (T, B, 4H) input part of the gates; state0: (B, 2H) = [h0 | c0].
 
     Returns (h of shape (T+1, B, H) with h[0] = h0, last state [h_T | c_T], cache).
+    With overwrite_input, xa's memory becomes the cache's gates (saves a copy of its size).
     """
     T, B, H4 = xa.shape
     H = H4 // 4
     dtype = xa.dtype
-    h = np.empty((T + 1, B, H), dtype)
-    c = np.empty((T + 1, B, H), dtype)
-    tanh_c = np.empty((T, B, H), dtype)
+    h, c = scratch((T + 1, B, H), dtype), scratch((T + 1, B, H), dtype)
+    tanh_c = scratch((T, B, H), dtype)
     h[0], c[0] = state0[:, :H], state0[:, H:]
     # sigmoid(a) = 0.5 tanh(a / 2) + 0.5: halve the i, f, o columns up front (in the input part
     # for all steps at once, and in a copy of W_h), then one tanh and one affine map per step
@@ -56,21 +60,23 @@ def lstm_layer_forward(xa: np.ndarray, state0: np.ndarray, W_h: np.ndarray) -> t
     half[2 * H : 3 * H] = 1.0
     shift = np.full(H4, 0.5, dtype)
     shift[2 * H : 3 * H] = 0.0
-    gates = xa * half  # (T, B, 4H); becomes the activated gates step by step
+    gates = xa if overwrite_input else scratch(xa.shape, dtype)  # becomes the activated gates step by step
+    np.multiply(xa, half, out=gates)
     W_half = W_h * half
-    ig = np.empty((B, H), dtype)
+    ha, ig = np.empty((B, H4), dtype), np.empty((B, H), dtype)
+    matmul, multiply, tanh = np.matmul, np.multiply, np.tanh
     for t in range(T):
         a = gates[t]
-        a += h[t] @ W_half
-        np.tanh(a, out=a)
+        matmul(h[t], W_half, out=ha)
+        a += ha
+        tanh(a, out=a)
         a *= half
         a += shift
-        i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        np.multiply(f, c[t], out=c[t + 1])
-        np.multiply(i, g, out=ig)
+        multiply(a[:, H : 2 * H], c[t], out=c[t + 1])  # f * c_{t-1}
+        multiply(a[:, :H], a[:, 2 * H : 3 * H], out=ig)  # i * g
         c[t + 1] += ig
-        np.tanh(c[t + 1], out=tanh_c[t])
-        np.multiply(o, tanh_c[t], out=h[t + 1])
+        tanh(c[t + 1], out=tanh_c[t])
+        multiply(a[:, 3 * H :], tanh_c[t], out=h[t + 1])
     last = np.concatenate([h[-1], c[-1]], axis=1)
     return h, last, LSTMCache(gates, c, tanh_c, h)
 
@@ -87,35 +93,46 @@ def lstm_layer_backward(
     With a `trace` dict, also records the total gradients on every h_t and c_t ("dh", "dc").
     """
     T, B, H = dh_out.shape
-    g_all = cache.gates
-    i, f, g, o = (g_all[..., k * H : (k + 1) * H] for k in range(4))
-    # everything that does not depend on the running gradient, for all steps at once
-    d_ifg = np.empty((T, B, 3, H), dh_out.dtype)  # da_{i,f,g} = dc * these
-    d_ifg[:, :, 0] = g * i * (1 - i)  # g * sigmoid'
-    d_ifg[:, :, 1] = cache.c[:-1] * f * (1 - f)  # c_{t-1} * sigmoid'
-    d_ifg[:, :, 2] = i * (1 - g * g)  # i * tanh'
-    d_o = cache.tanh_c * o * (1 - o)  # da_o = dh * tanh(c) * sigmoid'
-    dc_from_h = o * (1 - cache.tanh_c**2)  # dc += dh * o * tanh'(c)
-    da = np.empty_like(g_all)
+    dtype = dh_out.dtype
+    gates, c, tanh_c = cache.gates, cache.c, cache.tanh_c
+    da = scratch(gates.shape, dtype)
     if dstate_last is None:
-        dh, dc = np.zeros((B, H), dh_out.dtype), np.zeros((B, H), dh_out.dtype)
+        dh, dc = np.zeros((B, H), dtype), np.zeros((B, H), dtype)
     else:
         dh, dc = dstate_last[:, :H].copy(), dstate_last[:, H:].copy()
     W_h_T = np.ascontiguousarray(W_h.T)  # BLAS runs the small per-step products faster on it
-    tmp = np.empty((B, H), dh_out.dtype)
+    # the gate derivatives are formed step by step on (B, H) slices that stay in cache: over
+    # whole (T, B, H) arrays up front the same arithmetic took a quarter of the backward pass
+    s_prime = np.empty((B, 4 * H), dtype)  # gate * (1 - gate): sigmoid' of i, f, o (g's unused)
+    u = np.empty((B, H), dtype)
+    matmul, multiply, subtract = np.matmul, np.multiply, np.subtract
     if trace is not None:
         trace["dh"], trace["dc"] = np.empty_like(dh_out), np.empty_like(dh_out)
     for t in range(T - 1, -1, -1):
+        gt, tc, a = gates[t], tanh_c[t], da[t]
+        i, f, g = gt[:, :H], gt[:, H : 2 * H], gt[:, 2 * H : 3 * H]
         dh += dh_out[t]  # total gradient on h_t
-        np.multiply(dh, dc_from_h[t], out=tmp)
-        dc += tmp  # total gradient on c_t
+        multiply(tc, tc, out=u)
+        subtract(1, u, out=u)
+        u *= gt[:, 3 * H :]
+        u *= dh
+        dc += u  # total gradient on c_t: dc_t += dh * o * tanh'(c_t)
         if trace is not None:
             trace["dh"][t], trace["dc"][t] = dh, dc
-        a = da[t]
-        np.multiply(dc[:, None, :], d_ifg[t], out=a[:, : 3 * H].reshape(B, 3, H))  # a view: i, f, g at once
-        np.multiply(dh, d_o[t], out=a[:, 3 * H :])
-        dc *= f[t]  # to c_{t-1}
-        np.matmul(a, W_h_T, out=dh)  # to h_{t-1}
+        subtract(1, gt, out=s_prime)
+        s_prime *= gt
+        multiply(dc, g, out=a[:, :H])  # da_i = dc * g * sigmoid'
+        a[:, :H] *= s_prime[:, :H]
+        multiply(dc, c[t], out=a[:, H : 2 * H])  # da_f = dc * c_{t-1} * sigmoid'
+        a[:, H : 2 * H] *= s_prime[:, H : 2 * H]
+        multiply(g, g, out=u)
+        subtract(1, u, out=u)
+        u *= i
+        multiply(u, dc, out=a[:, 2 * H : 3 * H])  # da_g = dc * i * tanh'
+        multiply(dh, tc, out=a[:, 3 * H :])  # da_o = dh * tanh(c_t) * sigmoid'
+        a[:, 3 * H :] *= s_prime[:, 3 * H :]
+        dc *= f  # to c_{t-1}
+        matmul(a, W_h_T, out=dh)  # to h_{t-1}
     dW_h = cache.h[:-1].reshape(T * B, H).T @ da.reshape(T * B, 4 * H)
     return da, dW_h, np.concatenate([dh, dc], axis=1)
 
@@ -135,14 +152,15 @@ def gru_layer_forward(
     T, B, H3 = xa.shape
     H = H3 // 3
     dtype = xa.dtype
-    h = np.empty((T + 1, B, H), dtype)
-    rz = np.empty((T, B, 2 * H), dtype)  # r and z side by side, activated together
-    n, ha_n = np.empty((T, B, H), dtype), np.empty((T, B, H), dtype)
+    h = scratch((T + 1, B, H), dtype)
+    rz = scratch((T, B, 2 * H), dtype)  # r and z side by side, activated together
+    n, ha_n = scratch((T, B, H), dtype), scratch((T, B, H), dtype)
     h[0] = state0
     # sigmoid(a) = 0.5 tanh(a / 2) + 0.5, with the halving folded into copies of the r, z columns
     half = np.ones(H3, dtype)
     half[: 2 * H] = 0.5
-    xa_rz = xa[..., : 2 * H] * dtype.type(0.5)
+    xa_rz = scratch((T, B, 2 * H), dtype)
+    np.multiply(xa[..., : 2 * H], dtype.type(0.5), out=xa_rz)
     W_half, b_half = W_h * half, b_h * half
     ha = np.empty((B, H3), dtype)
     for t in range(T):
@@ -177,27 +195,39 @@ def gru_layer_backward(
     gradient of the recurrent part h_{t-1} W_h + b_h ("dha").
     """
     T, B, H = dh_out.shape
+    dtype = dh_out.dtype
     r, z, n, ha_n, h = cache
-    d_n = (1 - z) * (1 - n * n)  # dan = dh * (1 - z) * tanh'
-    d_z = (h[:-1] - n) * z * (1 - z)  # daz = dh * (h_{t-1} - n) * sigmoid'
-    d_r = ha_n * r * (1 - r)  # dar = dan * ha_n * sigmoid'
-    dxa = np.empty((T, B, 3 * H), dh_out.dtype)
-    dha = np.empty((T, B, 3 * H), dh_out.dtype)
-    dh = np.zeros((B, H), dh_out.dtype) if dstate_last is None else dstate_last.copy()
-    W_h_T = W_h.T
+    dxa, dha = scratch((T, B, 3 * H), dtype), scratch((T, B, 3 * H), dtype)
+    dh = np.zeros((B, H), dtype) if dstate_last is None else dstate_last.copy()
+    W_h_T = np.ascontiguousarray(W_h.T)
+    # gate derivatives step by step on (B, H) slices that stay in cache (see the LSTM)
+    u, v = np.empty((B, H), dtype), np.empty((B, H), dtype)
+    multiply, subtract = np.multiply, np.subtract
     if trace is not None:
         trace["dh"], trace["dha"] = np.empty_like(dh_out), dha
     for t in range(T - 1, -1, -1):
         dh += dh_out[t]  # total gradient on h_t
         if trace is not None:
             trace["dh"][t] = dh
-        x, a = dxa[t], dha[t]
-        np.multiply(dh, d_n[t], out=x[:, 2 * H :])  # through n
-        np.multiply(x[:, 2 * H :], d_r[t], out=x[:, :H])  # through r, which scales ha_n
-        np.multiply(dh, d_z[t], out=x[:, H : 2 * H])  # through z
+        x, a, rt, zt, nt = dxa[t], dha[t], r[t], z[t], n[t]
+        dan, dar, daz = x[:, 2 * H :], x[:, :H], x[:, H : 2 * H]
+        subtract(1, zt, out=v)  # 1 - z
+        multiply(nt, nt, out=u)
+        subtract(1, u, out=u)
+        u *= v
+        multiply(u, dh, out=dan)  # through n: dh * (1 - z) * tanh'
+        subtract(h[t], nt, out=u)
+        v *= zt
+        u *= v
+        multiply(u, dh, out=daz)  # through z: dh * (h_{t-1} - n) * sigmoid'
+        subtract(1, rt, out=v)
+        v *= rt
+        v *= ha_n[t]
+        multiply(dan, v, out=dar)  # through r, which scales ha_n: dan * ha_n * sigmoid'
         a[:, : 2 * H] = x[:, : 2 * H]
-        np.multiply(x[:, 2 * H :], r[t], out=a[:, 2 * H :])
-        dh *= z[t]  # the direct path z * h_{t-1}
-        dh += a @ W_h_T
+        multiply(dan, rt, out=a[:, 2 * H :])
+        dh *= zt  # the direct path z * h_{t-1}
+        np.matmul(a, W_h_T, out=u)
+        dh += u
     dW_h = h[:-1].reshape(T * B, H).T @ dha.reshape(T * B, 3 * H)
     return dxa, dW_h, dha.sum(axis=(0, 1)), dh

@@ -15,7 +15,7 @@ Internally everything is time-major, (T, B, H), so step t reads one contiguous (
 and every weight gradient is one GEMM over all T*B rows.
 
 Speed notes (float32, measured with benchmarks/bench_train.py): the large per-chunk arrays
-come from a small reuse pool (see _scratch) instead of fresh page-faulting allocations; the
+come from a small reuse pool (charnn/workspace.py) instead of fresh page-faulting allocations; the
 layer-0 input part is gathered straight into the state array with np.take(mode="wrap")
 (mode="raise" buffers the whole output); backward multiplies by a contiguous copy of W^T
 rather than a transposed view, which OpenBLAS runs faster for the small per-step products;
@@ -24,14 +24,11 @@ and the softmax shifts by one shared maximum when that is safe (see _softmax_cro
 
 from __future__ import annotations
 
-import sys
-import threading
-from collections import OrderedDict
 from typing import NamedTuple
 
 import numpy as np
 
-from charnn import cells
+from charnn import cells, workspace
 from charnn.errors import CharnnError
 
 Params = dict[str, np.ndarray]
@@ -152,52 +149,12 @@ def zero_state(params: Params, batch_size: int) -> list[np.ndarray]:
 # ---- reusable scratch memory ---------------------------------------------------------
 #
 # A training step touches several arrays of T*B*H floats (32 MiB each at H=1024, B=128, T=64).
-# Fresh arrays that large come straight from the operating system, and paying its page
-# faults on every step cost more than a tenth of the step. So the big arrays come from a
-# small pool keyed by shape and dtype. A pooled array is handed out again only while
-# nothing but the pool refers to it: an array still reachable from a ForwardCache (or any
-# view of it) is never reused, so a cache stays valid for as long as it is held and
-# backward can be called on it any number of times. Gradients, last states and dh0 are
-# always fresh arrays, never pooled.
-
-_POOL_LOCK = threading.Lock()
-_POOL: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
-_POOL_MAX_KEYS = 16  # shapes remembered (least recently used forgotten first)
-_POOL_PER_KEY = 3  # arrays kept per shape: the cache being built, the one held, scratch
-
-
-def _pool_refs(bufs: list, i: int) -> int:
-    return sys.getrefcount(bufs[i])
-
-
-# the count seen, on this exact path, for an array referred to by the pool alone
-_FREE_REFS = _pool_refs([np.empty(0)], 0)
-
-
-def _scratch(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """An uninitialised array from the pool; one that nothing else refers to, else a new one."""
-    key = (shape, np.dtype(dtype).str)
-    with _POOL_LOCK:
-        bufs = _POOL.get(key)
-        if bufs is None:
-            bufs = _POOL[key] = []
-            if len(_POOL) > _POOL_MAX_KEYS:
-                _POOL.popitem(last=False)
-        else:
-            _POOL.move_to_end(key)
-        for i in range(len(bufs)):
-            if _pool_refs(bufs, i) == _FREE_REFS:
-                return bufs[i]
-        buf = np.empty(shape, dtype)
-        if len(bufs) < _POOL_PER_KEY:
-            bufs.append(buf)
-        return buf
+_scratch = workspace.scratch
 
 
 def release_workspace() -> None:
     """Drop the pooled scratch arrays (memory is returned once no cache refers to them)."""
-    with _POOL_LOCK:
-        _POOL.clear()
+    workspace.release()
 
 
 # ---- one recurrent layer over T steps -------------------------------------------------
@@ -386,7 +343,7 @@ def forward(
             S[0] = h0[layer]
             xw = S[1:]  # the input part is written where the states go, then overwritten in place
         else:
-            xw = np.empty((T, B, W_in.shape[1]), dtype)
+            xw = _scratch((T, B, W_in.shape[1]), dtype)
         if layer == 0:
             # the row lookup equals one_hot(ids) @ W_in; adding the bias to the V rows first
             # gives the same sums as adding it to all T*B looked-up rows
@@ -399,7 +356,7 @@ def forward(
             _recur(S, W_rec)
             cell_cache, state_T = None, S[-1].copy()
         elif cell == "lstm":
-            S, state_T, cell_cache = cells.lstm_layer_forward(xw, h0[layer], W_rec)
+            S, state_T, cell_cache = cells.lstm_layer_forward(xw, h0[layer], W_rec, overwrite_input=True)
         else:
             S, state_T, cell_cache = cells.gru_layer_forward(xw, h0[layer], W_rec, params[f"rnn.{layer}.b_h"])
         states.append(S)

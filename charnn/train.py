@@ -330,6 +330,7 @@ def train(
                 state.params, x, y, state.hidden, dropout=config.model.dropout, rng=state.rng
             )
             grads, _ = model.backward(state.params, cache)
+            del cache  # its arrays go back to the pool for the next step's forward
             grad_norm, clipped = clip_gradients(grads, t.grad_clip, t.clip_mode)
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):  # stop before a bad update is applied
                 what = f"the loss became {loss}" if not math.isfinite(loss) else f"the gradient norm became {grad_norm}"

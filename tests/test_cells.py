@@ -168,6 +168,35 @@ def test_chunked_forward_equals_one_long_forward(cell):
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_a_held_cache_survives_later_steps(cell):
+    """The big arrays come from a reuse pool: one still held by a cache must never be handed out again."""
+    params = make_params(cell, 2)
+    rng = np.random.default_rng(5)
+    chunks = [(rng.integers(0, V, (B, 6)), rng.integers(0, V, (B, 6))) for _ in range(4)]
+    h0 = model.zero_state(params, B)
+    _, _, held = model.forward(params, *chunks[0], h0)
+    expected, _ = model.backward(params, held)
+    for ids, targets in chunks[1:]:  # same shapes: exactly what the pool would reuse
+        _, _, cache = model.forward(params, ids, targets, h0)
+        model.backward(params, cache)
+        del cache
+    again, _ = model.backward(params, held)
+    for name in params:
+        np.testing.assert_array_equal(again[name], expected[name], err_msg=name)
+
+
+def test_lstm_forward_leaves_its_input_alone_unless_asked():
+    rng = np.random.default_rng(6)
+    xa, W_h, state0 = rng.normal(size=(3, B, 4 * H)), rng.normal(size=(H, 4 * H)), np.zeros((B, 2 * H))
+    kept = xa.copy()
+    h_all, _, _ = cells.lstm_layer_forward(xa, state0, W_h)
+    np.testing.assert_array_equal(xa, kept)
+    h_over, _, cache = cells.lstm_layer_forward(xa, state0, W_h, overwrite_input=True)
+    np.testing.assert_array_equal(h_over, h_all)
+    assert np.shares_memory(cache.gates, xa)
+
+
 def test_init_of_gated_cells():
     rng = np.random.default_rng(4)
     lstm = model.init_params(7, 6, 1, init="orthogonal", rng=rng, cell="lstm")
