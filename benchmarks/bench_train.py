@@ -42,10 +42,11 @@ from pathlib import Path
 
 import numpy as np
 
-# run from a checkout without installing: make `import charnn` find the repository
+# run from a checkout without installing: make `import charnn` find the repository, last,
+# so that PYTHONPATH=/path/to/another/checkout still picks that one (before/after timings)
 _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+    sys.path.append(str(_ROOT))
 
 from charnn.optim import OptimizerSpec, apply_update, clip_gradients, init_state  # noqa: E402
 
