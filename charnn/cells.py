@@ -110,11 +110,11 @@ def lstm_layer_backward(
         trace["dh"], trace["dc"] = np.empty_like(dh_out), np.empty_like(dh_out)
     for t in range(T - 1, -1, -1):
         gt, tc, a = gates[t], tanh_c[t], da[t]
-        i, f, g = gt[:, :H], gt[:, H : 2 * H], gt[:, 2 * H : 3 * H]
+        i, f, g, o = gt[:, :H], gt[:, H : 2 * H], gt[:, 2 * H : 3 * H], gt[:, 3 * H :]
         dh += dh_out[t]  # total gradient on h_t
         multiply(tc, tc, out=u)
         subtract(1, u, out=u)
-        u *= gt[:, 3 * H :]
+        u *= o
         u *= dh
         dc += u  # total gradient on c_t: dc_t += dh * o * tanh'(c_t)
         if trace is not None:
