@@ -148,7 +148,8 @@ def zero_state(params: Params, batch_size: int) -> list[np.ndarray]:
 
 # ---- reusable scratch memory ---------------------------------------------------------
 #
-# A training step touches several arrays of T*B*H floats (32 MiB each at H=1024, B=128, T=64).
+# A training step touches several arrays of T*B*H floats (32 MiB each at H=1024, B=128, T=64);
+# they come from the reuse pool in charnn/workspace.py, which says when one may be reused.
 _scratch = workspace.scratch
 
 
