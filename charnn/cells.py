@@ -23,15 +23,6 @@ import numpy as np
 from charnn.workspace import scratch
 
 
-def _sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Logistic function as 0.5 * (1 + tanh(x / 2)): no overflow for any x, and works in place."""
-    np.multiply(x, 0.5, out=out)
-    np.tanh(out, out=out)
-    out *= 0.5
-    out += 0.5
-    return out
-
-
 class LSTMCache(NamedTuple):
     gates: np.ndarray  # (T, B, 4H) activated i, f, g, o
     c: np.ndarray  # (T+1, B, H) cell states, c[0] the initial one
