@@ -9,11 +9,15 @@ megabytes never sits in memory as a Python string. Peak memory is a few blocks.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,14 +130,6 @@ def _sha256(opener) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(BLOCK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # ---- building ----------------------------------------------------------------------------------
 
 
@@ -196,94 +192,174 @@ def _cache_key(data: DataConfig) -> str:
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
-def _load_cache(folder: Path, source_sha: str, data: DataConfig) -> tuple[dict | None, str]:
-    """The cache's description if it is complete and matches the source, else (None, why)."""
+def _load_cache(folder: Path, source_sha: str, data: DataConfig) -> tuple[dict | None, np.ndarray | None, str]:
+    """(description, ids) of the cache in `folder` if it is complete and matches the source, else (None, None, why).
+
+    The ids are checked and mapped through one open file, so a cache that another process
+    replaces or deletes meanwhile cannot change what this one reads.
+    """
     meta_path = folder / "meta.json"
     if not meta_path.exists():
-        return None, "no cache yet"
+        return None, None, "no cache yet"
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        ids_path = folder / meta["ids_file"]
         if meta.get("format") != CACHE_FORMAT or meta.get("version") != CACHE_VERSION:
-            return None, "cache from another charnn version"
+            return None, None, "cache from another charnn version"
         if meta["source_sha256"] != source_sha:
-            return None, "the source has changed"
+            return None, None, "the source has changed"
         if (meta["encoding"], meta["min_char_count"]) != (data.encoding, data.min_char_count):
-            return None, "data.encoding or data.min_char_count changed"
-        if not ids_path.exists() or ids_path.stat().st_size != meta["count"] * np.dtype(meta["dtype"]).itemsize:
-            return None, "the cached ids are truncated"
-        if _file_digest(ids_path) != meta["ids_blake2b"]:
-            return None, "the cached ids are corrupted"
+            return None, None, "data.encoding or data.min_char_count changed"
+        with open(folder / meta["ids_file"], "rb") as f:
+            if os.fstat(f.fileno()).st_size != meta["count"] * np.dtype(meta["dtype"]).itemsize:
+                return None, None, "the cached ids are truncated"
+            digest = hashlib.blake2b(digest_size=16)
+            for block in iter(lambda: f.read(BLOCK_BYTES), b""):
+                digest.update(block)
+            if digest.hexdigest() != meta["ids_blake2b"]:
+                return None, None, "the cached ids are corrupted"
+            ids = np.memmap(f, dtype=meta["dtype"], mode="r", shape=(meta["count"],))
+    except FileNotFoundError:
+        return None, None, "the cached ids are missing"
     except (OSError, ValueError, KeyError, TypeError):
-        return None, "the cache description is unreadable"
-    return meta, "reused"
+        return None, None, "the cache description is unreadable"
+    return meta, ids, "reused"
 
 
 def prepare(data: DataConfig, cache_root: str | Path, log: Callable[[str], None] = lambda message: None) -> PreparedCorpus:
-    """Build (or reuse) the id cache for a data config under cache_root and open it."""
+    """Build (or reuse) the id cache for a data config under cache_root and open it.
+
+    Safe for many processes at once, on one machine or on a shared file system: a cache is
+    built in a private folder and published by one atomic rename, so a reader only ever sees
+    a complete cache, and when several processes build the same cache the first to publish
+    wins and the others use its cache.
+    """
     opener, name, _ = _open_source(data)
     utf8 = data.encoding == "utf-8"
     if data.text is not None:  # inline text is tiny: no cache, everything in memory
-        counts_all = _count(opener, name, utf8)
-        vocab, lookup, replaced, distinct = _vocabulary(counts_all, data.min_char_count, utf8, name)
-        with opener() as f:
-            block = f.read()
-        codes = _symbols(block, 0, name, utf8)
-        ids = lookup[codes].astype(np.uint8 if vocab.size <= 256 else np.uint16)
-        if ids.size == 0:
-            raise CharnnError(f"{name} is empty; give a text with at least a few characters")
-        counts = np.bincount(ids, minlength=vocab.size)
-        return PreparedCorpus(vocab, ids, counts, replaced, distinct, name, None, False)
-
+        return _prepare_inline(opener, name, utf8, data)
     source_sha, size = _sha256(opener)
     if size == 0:
         raise CharnnError(f"{name} is empty; give a text with at least a few characters")
-    folder = Path(cache_root) / _cache_key(data)
-    meta, why = _load_cache(folder, source_sha, data)
+    root = Path(cache_root)
+    key = _cache_key(data)
+    folder = root / key
+    meta, ids, why = _load_cache(folder, source_sha, data)
     reused = meta is not None
+    if not reused:
+        with _writing_cache(root), _build_lock(root, key):
+            meta, ids, why = _load_cache(folder, source_sha, data)  # another process may have built it meanwhile
+            reused = meta is not None
+            if not reused:
+                log(f"preparing {name} ({why}): writing ids to {folder}")
+                meta, ids = _build(opener, name, utf8, data, source_sha, root, key)
     if reused:
         log(f"reusing the prepared ids in {folder}")
-    else:
-        log(f"preparing {name} ({why}): writing ids to {folder}")
-        meta = _build(opener, name, utf8, data, source_sha, folder)
-    vocab = Vocab(tuple(meta["vocab"]))
-    ids = np.memmap(folder / meta["ids_file"], dtype=meta["dtype"], mode="r", shape=(meta["count"],))
-    return PreparedCorpus(vocab, ids, np.array(meta["counts"], np.int64), meta["replaced"],
+    return PreparedCorpus(Vocab(tuple(meta["vocab"])), ids, np.array(meta["counts"], np.int64), meta["replaced"],
                           meta["replaced_distinct"], name, folder, reused)
 
 
-def _build(opener, name: str, utf8: bool, data: DataConfig, source_sha: str, folder: Path) -> dict:
+def _prepare_inline(opener, name: str, utf8: bool, data: DataConfig) -> PreparedCorpus:
+    counts_all = _count(opener, name, utf8)
+    vocab, lookup, replaced, distinct = _vocabulary(counts_all, data.min_char_count, utf8, name)
+    with opener() as f:
+        block = f.read()
+    codes = _symbols(block, 0, name, utf8)
+    ids = lookup[codes].astype(np.uint8 if vocab.size <= 256 else np.uint16)
+    if ids.size == 0:
+        raise CharnnError(f"{name} is empty; give a text with at least a few characters")
+    counts = np.bincount(ids, minlength=vocab.size)
+    return PreparedCorpus(vocab, ids, counts, replaced, distinct, name, None, False)
+
+
+@contextlib.contextmanager
+def _writing_cache(root: Path):
+    """Turn a file-system error while building into one line that names the real cause."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            fix = "free some disk space or point run.dir at a disk with room"
+        elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = "make it writable, or point run.dir at a folder you can write (--set run.dir=DIR)"
+        elif e.errno in (errno.ENOENT, errno.ENOTDIR):
+            fix = "a folder on the way is missing or is a file; check run.dir (--set run.dir=DIR)"
+        else:
+            fix = "point run.dir at another folder (--set run.dir=DIR)"
+        where = f" ({e.filename})" if e.filename else ""
+        raise CharnnError(f"cannot write the prepared ids under {root}{where}: {e.strerror or e}; {fix} "
+                          "(nothing partial was kept)") from None
+
+
+@contextlib.contextmanager
+def _build_lock(root: Path, key: str):
+    """Hold an advisory lock while building, so processes on one machine build a cache once.
+
+    Only an economy: correctness comes from publishing by rename, so where the file system
+    cannot lock (some network mounts) the build goes on without it.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{key}.lock", "a+b") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+
+
+def _build(opener, name: str, utf8: bool, data: DataConfig, source_sha: str, root: Path, key: str):
+    """Write the cache into a private folder, then publish it as root/key; returns (meta, ids)."""
     counts_all = _count(opener, name, utf8)
     vocab, lookup, replaced, distinct = _vocabulary(counts_all, data.min_char_count, utf8, name)
     dtype = np.dtype(np.uint8 if vocab.size <= 256 else np.uint16)
     ids_file = f"ids.{dtype.name}"
-    tmp = None
+    root.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(dir=root, prefix=f".build-{key}-"))
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("*"):  # a cache that failed its checks is never trained on
-            stale.unlink()
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ids-", suffix=".tmp")
-        os.close(fd)
-        count, digest, counts = _write_ids(opener, name, utf8, lookup, dtype, Path(tmp), vocab.size)
-        os.replace(tmp, folder / ids_file)
+        count, digest, counts = _write_ids(opener, name, utf8, lookup, dtype, private / ids_file, vocab.size)
         meta = {
             "format": CACHE_FORMAT, "version": CACHE_VERSION, "source": name, "source_sha256": source_sha,
             "encoding": data.encoding, "min_char_count": data.min_char_count, "vocab": list(vocab.chars),
             "dtype": dtype.name, "count": count, "ids_file": ids_file, "ids_blake2b": digest,
             "replaced": replaced, "replaced_distinct": distinct, "counts": counts.tolist(),
         }
-        meta_tmp = folder / ".meta.json.tmp"
-        meta_tmp.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-        os.replace(meta_tmp, folder / "meta.json")  # written last: its presence marks a complete cache
-    except OSError as e:
-        for leftover in folder.glob("*"):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
-        raise CharnnError(
-            f"cannot write the prepared ids to {folder}: {e.strerror or e}; free some disk space "
-            "or point run.dir at a disk with room (nothing partial was kept)"
-        ) from None
+        with open(private / "meta.json", "w", encoding="utf-8") as f:
+            f.write(json.dumps(meta, ensure_ascii=False))
+            f.flush()
+            os.fsync(f.fileno())
+        return _publish(private, root / key, source_sha, data)
     finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
-    return meta
+        shutil.rmtree(private, ignore_errors=True)  # gone already when it was published
+
+
+def _publish(private: Path, folder: Path, source_sha: str, data: DataConfig):
+    """Rename the private folder to `folder`; if another process published first, use its cache."""
+    for _ in range(8):
+        try:
+            os.rename(private, folder)  # atomic; fails when folder exists and is not empty
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+        else:
+            _fsync_dir(folder.parent)
+            meta, ids, why = _load_cache(folder, source_sha, data)
+            if meta is None:
+                raise CharnnError(f"the cache {folder} was replaced while being published ({why}); "
+                                  "is the source file changing? Run again once it is complete")
+            return meta, ids
+        meta, ids, _ = _load_cache(folder, source_sha, data)
+        if meta is not None:
+            return meta, ids  # another process won the race with the same cache
+        # a stale cache (older source, damaged): move it aside in one step, then try again
+        aside = folder.with_name(f".stale-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(folder, aside)
+            shutil.rmtree(aside, ignore_errors=True)  # readers that opened its ids keep them
+    raise OSError(errno.EBUSY, "other processes keep replacing the cache", str(folder))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # make the rename itself durable
+    finally:
+        os.close(fd)

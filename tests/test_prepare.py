@@ -1,6 +1,12 @@
 """Streaming corpus preparation, the id cache, and batched evaluation."""
 
+import contextlib
 import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,7 +107,69 @@ def test_disk_full_leaves_no_partial_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(prepare, "_write_ids", full)
     with pytest.raises(CharnnError, match="No space left on device.*nothing partial was kept"):
         prepare.prepare(make(tmp_path, b"abcabc"), tmp_path / "cache")
-    assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f".{prepare._cache_key(make(tmp_path, b''))}.lock"]
+
+
+@pytest.mark.parametrize("err, fix", [
+    (errno.EACCES, "make it writable"), (errno.ENOENT, "missing or is a file"), (errno.ENOSPC, "free some disk space"),
+])
+def test_a_cache_that_cannot_be_written_names_the_real_cause(tmp_path, monkeypatch, err, fix):
+    def fail(*args, **kwargs):
+        raise OSError(err, os.strerror(err), str(tmp_path / "cache"))
+
+    monkeypatch.setattr(prepare.tempfile, "mkdtemp", fail)
+    with pytest.raises(CharnnError, match=fix) as caught:
+        prepare.prepare(make(tmp_path, b"abcabc"), tmp_path / "cache")
+    assert (err == errno.ENOSPC) == ("disk space" in str(caught.value))
+
+
+def test_run_dir_under_a_file_is_named(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CharnnError, match="cannot write the prepared ids.*Not a directory.*check run.dir"):
+        prepare.prepare(make(tmp_path, b"abcabc"), tmp_path / "file" / "cache")
+
+
+def test_a_builder_that_loses_the_race_uses_the_winners_cache(tmp_path, monkeypatch):
+    """Another process publishes the same cache while this one is still writing its own."""
+    data = make(tmp_path, b"abcabcabc")
+    real_write = prepare._write_ids
+    monkeypatch.setattr(prepare, "_build_lock", lambda root, key: contextlib.nullcontext())
+
+    def write_while_another_process_publishes(*args):
+        monkeypatch.setattr(prepare, "_write_ids", real_write)
+        winner = prepare.prepare(data, tmp_path / "cache")  # the other process, start to finish
+        assert not winner.reused
+        return real_write(*args)
+
+    monkeypatch.setattr(prepare, "_write_ids", write_while_another_process_publishes)
+    got = prepare.prepare(data, tmp_path / "cache")
+    np.testing.assert_array_equal(np.asarray(got.ids), [0, 1, 2] * 3)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")) == [got.cache_dir.name]
+
+
+def test_a_stale_cache_is_replaced_while_a_reader_keeps_its_ids(tmp_path):
+    old = prepare.prepare(make(tmp_path, b"abcabc"), tmp_path / "cache")
+    new = prepare.prepare(make(tmp_path, b"xyzxyzxyz"), tmp_path / "cache")
+    np.testing.assert_array_equal(np.asarray(old.ids), [0, 1, 2] * 2)  # still readable after the swap
+    np.testing.assert_array_equal(np.asarray(new.ids), [0, 1, 2] * 3)
+    assert new.vocab.chars == ("x", "y", "z")
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith((".stale", ".build"))]
+
+
+def test_five_processes_preparing_one_fresh_corpus_at_once(tmp_path):
+    """Five processes (a sweep, make -j, two terminals) start on the same fresh corpus."""
+    rng = np.random.default_rng(0)
+    text = "".join(rng.choice(list("abcdefgh \n"), 3_000_000))
+    (tmp_path / "big.txt").write_text(text)
+    (tmp_path / "c.yaml").write_text(f"data:\n  path: big.txt\nrun:\n  dir: {tmp_path / 'runs'}\n")
+    cmd = [sys.executable, "-m", "charnn", "data", "prepare", str(tmp_path / "c.yaml"), "--json"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(5)]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    assert all(code == 0 for code, _, _ in results), [err for _, _, err in results]
+    summaries = [json.loads(out) for _, out, _ in results]
+    assert {s["chars"] for s in summaries} == {len(text)} and len({s["cache"] for s in summaries}) == 1
+    leftovers = [p.name for p in (tmp_path / "runs" / ".cache").iterdir() if not p.name.endswith(".lock")]
+    assert leftovers == [Path(summaries[0]["cache"]).name]
 
 
 def test_inline_text_needs_no_cache(tmp_path):
