@@ -10,6 +10,7 @@ Writes are atomic: a temporary file in the same folder, flushed, fsynced, then r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -19,11 +20,51 @@ from pathlib import Path
 
 import numpy as np
 
-from charnn import model
+from charnn import __version__, model
 from charnn.errors import CharnnError
 
 FORMAT = "charnn-checkpoint"
 VERSION = 1
+
+
+class NonFiniteError(CharnnError):
+    """A checkpoint would hold NaN or infinity: it is never written."""
+
+
+@dataclass
+class Progress:
+    """A run's scalar progress: what, besides arrays and the RNG, a resume needs to continue exactly."""
+
+    step: int = 0
+    smooth_loss: float | None = None  # exponential average of the training loss
+    best_smooth_loss: float | None = None  # its lowest value: the divergence guard's reference
+    best_loss: float | None = None  # the score best.npz was kept for (validation, else smoothed training)
+    best_step: int | None = None  # the step best.npz holds
+    val_loss: float | None = None  # the last validation loss
+    clip_count: int = 0
+    elapsed_s: float = 0.0  # wall-clock training time, summed over resumes
+    history: list = field(default_factory=list)  # the evaluation records
+
+
+def training_meta(vocab_chars, config: dict, rng_state: dict, progress: Progress, chars_per_step: int,
+                  corpus_sha256: str | None = None) -> dict:
+    """The JSON metadata of a training checkpoint (the README's checkpoint table lists the keys)."""
+    return dict(
+        dataclasses.asdict(progress),
+        charnn_version=__version__,
+        vocab=list(vocab_chars),
+        config=config,
+        corpus_sha256=corpus_sha256,  # the training text's bytes, so its splits can be found again
+        data_position=progress.step,  # chunks consumed: the batcher serves chunk `step` next
+        chars=progress.step * chars_per_step,
+        rng_state=rng_state,
+        best_val_loss=progress.best_loss if progress.val_loss is not None else None,
+    )
+
+
+def progress_from(meta: dict) -> Progress:
+    """The Progress a checkpoint's meta records (keys a version did not write take their defaults)."""
+    return Progress(**{f.name: meta[f.name] for f in dataclasses.fields(Progress) if f.name in meta})
 
 
 @dataclass
@@ -49,6 +90,9 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
     arrays = dict(ckpt.params)
     arrays.update({f"optim.{k}": v for k, v in ckpt.optim_state.items()})
     arrays.update({f"state.{i}": h for i, h in enumerate(ckpt.hidden)})
+    for name, value in arrays.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise NonFiniteError(f"{name} holds NaN or infinite values; {path} was not written")
     arrays["meta"] = np.array(json.dumps(meta, ensure_ascii=False))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -79,6 +123,9 @@ def _umask() -> int:
 def load(path: str | Path) -> Checkpoint:
     """Read and check a checkpoint; any damage is a CharnnError that says what to do."""
     path = Path(path)
+    if path.is_dir():
+        hint = f" such as {path / 'best.npz'}" if (path / "best.npz").is_file() else ""
+        raise CharnnError(f"{path} is a directory; give a checkpoint file{hint}")
     if not path.is_file():
         raise CharnnError(f"checkpoint {path} not found; train first (charnn train CONFIG) or give --checkpoint")
     bad = f"checkpoint {path} is truncated or corrupted"

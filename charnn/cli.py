@@ -1,15 +1,18 @@
 """The `charnn` command line: a thin Typer layer over the library.
 
-Each command parses its arguments, calls one library function and renders the result.
+Each command parses its arguments, calls library functions and renders the result.
 A CharnnError becomes a one-line message on stderr and exit code 1; a usage error, exit 2.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
+import re
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -30,12 +33,14 @@ app = typer.Typer(
     "and watch their gradients through time.\n\n"
     "Example: charnn train configs/hello.yaml && charnn sample --seed h",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 EXIT_INTERRUPTED = 130
+FLAG = ""  # the metavar of an on/off option: nothing to show after the flag's name
+SET_HELP = ("Override config keys: --set train.lr=3e-3 model.hidden_size=256 (several after one --set, "
+            "or repeat --set).")
 
 
 def _friendly(command):
@@ -43,14 +48,16 @@ def _friendly(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from charnn.display import print_error
-        from charnn.train import TrainingInterrupted
+        from charnn.display import print_error, print_hint
+        from charnn.train import TrainingInterrupted, TrainingStopped
 
         try:
             return command(*args, **kwargs)
-        except TrainingInterrupted as e:
+        except TrainingStopped as e:
             print_error(str(e))
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            if e.hint:
+                print_hint(e.hint)
+            raise typer.Exit(EXIT_INTERRUPTED if isinstance(e, TrainingInterrupted) else 1) from None
         except CharnnError as e:
             print_error(str(e))
             raise typer.Exit(1) from None
@@ -76,180 +83,221 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, metavar=FLAG,
+                                 help="Print the version and exit."),
 ) -> None:
     """charnn: character-level RNN language models in NumPy."""
 
 
 def _map_rare(vocab, text: str, name: str) -> str:
     """Map characters the model never saw to its rare-character symbol, if it has one, and say so."""
+    text, count = vocab.map_rare(text)
+    _note_mapped(count, name)
+    return text
+
+
+def _note_mapped(count: int, name: str) -> None:
     from charnn.display import stderr_console
 
-    text, count = vocab.map_rare(text)
     if count:
         stderr_console().print(f"note: {count} characters of {name} are outside the vocabulary and were mapped to "
                                "U+FFFD, as training mapped rare ones (data.min_char_count)", markup=False)
-    return text
 
 
 def _load_checkpoint(path: Optional[Path]):
     return checkpoint.load(path if path is not None else checkpoint.most_recent())
 
 
+CHECKPOINT_HELP = "Checkpoint file (default: best.npz of the most recently written run under ./runs)."
+
+
 @app.command()
 @_friendly
 def train(
-    config: Path = typer.Argument(..., help="YAML experiment config (see configs/)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set train.lr=3e-3 (repeatable)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run from its latest.npz, exactly."),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default: <run.dir>/<run.name>)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing run directory."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final summary."),
+    config: Path = typer.Argument(..., metavar="CONFIG", help="YAML experiment config (see configs/); with --resume, "
+                                  "the config that started the run or the run's directory."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
+    resume: bool = typer.Option(False, "--resume", metavar=FLAG,
+                                help="Continue a run from its latest.npz, exactly: charnn train --resume RUN_DIR."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", metavar="DIR",
+                                           help="Run directory (default: <run.dir>/<run.name>)."),
+    force: bool = typer.Option(False, "--force", metavar=FLAG, help="Overwrite an existing run directory."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG, help="Print only the final summary."),
+    as_json: bool = typer.Option(False, "--json", metavar=FLAG,
+                                 help="Print the result as one JSON object on stdout (also when stopped early)."),
 ) -> None:
     """Train a model from a YAML config.
 
-    Writes config.yaml, metrics.jsonl, latest.npz and best.npz into the run directory.
-    Ctrl-C saves latest.npz; continue with --resume.
+    Writes config.yaml, metrics.jsonl, latest.npz and best.npz into the run directory. Ctrl-C saves latest.npz and prints the command that continues the run.
 
     Example: charnn train configs/hello.yaml --set train.steps=500
     """
-    from charnn.config import load_config
     from charnn.display import TrainProgress, stderr_console, summary_table
+    from charnn.rundir import training_target
+    from charnn.train import TrainingStopped
     from charnn.train import train as run_training
 
-    cfg = load_config(config, set_)
+    cfg, run_dir = training_target(config, set_, resume=resume, run_dir=run_dir)
     console = stderr_console()
     progress = TrainProgress(console, quiet=quiet)
     try:
         result = run_training(cfg, run_dir, resume=resume, force=force, callback=progress)
+    except TrainingStopped as e:
+        progress.close()
+        if as_json and e.result is not None:
+            typer.echo(json.dumps(e.result.as_json()))
+        raise
     finally:
         progress.close()
     console.print(summary_table(result))
+    if as_json:
+        typer.echo(json.dumps(result.as_json()))
     console.print(f"sample from it with: charnn sample --checkpoint {result.run_dir / 'best.npz'}", markup=False)
 
 
 @app.command()
 @_friendly
 def sample(
-    seed: str = typer.Option("", "--seed", "-s", help="Priming text the sample continues (printed first)."),
-    checkpoint_path: Optional[Path] = typer.Option(
-        None, "--checkpoint", "-c", help="Checkpoint to sample from (default: best.npz of the most recent run in runs/)."
-    ),
-    length: Optional[int] = typer.Option(None, "--length", "-n", help="Characters to generate (default: the config's sample.length)."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Softmax temperature > 0; lower is more conservative."),
-    top_k_given: Optional[int] = typer.Option(None, "--top-k", help="Sample only among the k likeliest characters."),
-    greedy: bool = typer.Option(False, "--greedy", help="Always take the likeliest character (deterministic)."),
-    rng_seed: Optional[int] = typer.Option(None, "--rng-seed", min=0, help="Seed of the random generator, for repeatable samples."),
-    num_samples: int = typer.Option(1, "--num-samples", min=1, help="How many samples to print, separated by blank lines."),
+    seed: str = typer.Option("", "--seed", "-s", metavar="TEXT", help="Priming text the sample continues (printed first)."),
+    checkpoint_path: Optional[Path] = typer.Option(None, "--checkpoint", "-c", metavar="PATH", help=CHECKPOINT_HELP),
+    length: Optional[int] = typer.Option(None, "--length", "-n", metavar="N",
+                                         help="Characters to generate (default: the checkpoint's sample.length)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", metavar="T",
+                                                help="Softmax temperature > 0; lower is more conservative."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", metavar="K",
+                                        help="Sample only among the K likeliest characters; 0 means all."),
+    greedy: bool = typer.Option(False, "--greedy", metavar=FLAG,
+                                help="Always take the likeliest character (deterministic; ignores --temperature)."),
+    rng_seed: Optional[int] = typer.Option(None, "--rng-seed", min=0, metavar="N",
+                                           help="Seed of the random generator, for repeatable samples."),
+    num_samples: int = typer.Option(1, "--num-samples", min=1, metavar="N",
+                                    help="How many samples; each after the first is preceded by a line "
+                                    "'--- sample I of N ---'."),
+    as_json: bool = typer.Option(False, "--json", metavar=FLAG,
+                                 help="Print one JSON object (text, samples, settings, chars_per_s) instead."),
 ) -> None:
-    """Generate text from a trained model; only the text goes to stdout.
+    """Generate text from a trained model; only the text goes to stdout, as it is made.
 
     --seed is the priming text, not the random seed (that is --rng-seed).
 
     Example: charnn sample --seed h --greedy
     """
-    from charnn.sample import generate
+    from charnn.display import TextStream
+    from charnn.sample import check_options, generate
     from charnn.vocab import Vocab, from_symbols, to_symbols
 
     ckpt = _load_checkpoint(checkpoint_path)
     defaults = ckpt.config.get("sample", {})
     length = defaults.get("length", 200) if length is None else length
     temperature = defaults.get("temperature", 1.0) if temperature is None else temperature
-    top_k = defaults.get("top_k", 0) if top_k_given is None else top_k_given
-    if top_k_given is not None and top_k_given < 1:
-        raise CharnnError(f"--top-k must be >= 1 (got {top_k_given})")
+    top_k = defaults.get("top_k", 0) if top_k is None else top_k
+    check_options(length, temperature, top_k, greedy)
     vocab = Vocab(tuple(ckpt.vocab_chars))
     encoding = ckpt.config["data"].get("encoding", "utf-8")
     prime = _map_rare(vocab, to_symbols(seed, encoding), "--seed")
     rng = np.random.default_rng(rng_seed)
-    out = sys.stdout.buffer
-    stream = sys.stdout.isatty()  # a terminal sees text as it is made; a pipe gets whole samples
-    sys.stdout.flush()
-    for i in range(num_samples):
-        chars = generate(ckpt.params, vocab, prime, length, temperature=temperature, top_k=top_k, greedy=greedy, rng=rng)
-        out.write(from_symbols(prime, encoding))
-        if stream:
+    draw = functools.partial(generate, ckpt.params, vocab, prime, length, temperature=temperature, top_k=top_k,
+                             greedy=greedy, rng=rng)
+    if as_json:
+        start = time.perf_counter()
+        texts = [from_symbols("".join(draw()), encoding).decode("utf-8", errors="replace") for _ in range(num_samples)]
+        typer.echo(json.dumps({
+            "text": texts[0], "samples": texts, "seed": seed, "temperature": temperature, "top_k": top_k,
+            "greedy": greedy, "length": length,
+            "chars_per_s": round(length * num_samples / max(time.perf_counter() - start, 1e-9), 1),
+        }, ensure_ascii=False))
+        return
+    with TextStream(sys.stdout, encoding) as out:
+        for i in range(num_samples):
+            if i:
+                out.line(f"--- sample {i + 1} of {num_samples} ---")
+            chars = draw()  # checks the seed before anything is written
+            out.write(prime)
             for ch in chars:
-                out.write(from_symbols(ch, encoding))
-                out.flush()
-        else:
-            out.write(from_symbols("".join(chars), encoding))
-        out.write(b"\n\n" if i < num_samples - 1 else b"\n")
-    out.flush()
+                out.write(ch)
+            out.end_line()
 
 
 @app.command("eval")
 @_friendly
 def eval_(
-    text_file: Path = typer.Argument(..., help="UTF-8 text to score."),
-    checkpoint_path: Optional[Path] = typer.Option(
-        None, "--checkpoint", "-c", help="Checkpoint to evaluate (default: best.npz of the most recent run in runs/)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
-    streams: int = typer.Option(1, "--streams", min=1, help="Score in this many warmed-up pieces at once: faster, "
-                                "very slightly approximate; 1 (default) is the exact definition."),
+    text_file: Optional[Path] = typer.Argument(None, metavar="[TEXT_FILE]", help="Text to score (or use --split)."),
+    split: Optional[str] = typer.Option(None, "--split", metavar="train|val|test",
+                                        help="Score this part of the checkpoint's own corpus instead of a file."),
+    checkpoint_path: Optional[Path] = typer.Option(None, "--checkpoint", "-c", metavar="PATH", help=CHECKPOINT_HELP),
+    as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print one JSON object instead of a table."),
+    streams: int = typer.Option(1, "--streams", min=1, metavar="N", help="Score in this many warmed-up pieces at "
+                                "once: faster, very slightly approximate; 1 (default) is the exact definition."),
 ) -> None:
     """Score a text: mean -ln p(c_i | c_0..c_{i-1}) over i >= 1, from a zero state.
 
-    Reports nats/char, bits/char and perplexity.
+    Reports nats/char, bits/char and perplexity. The text is streamed, so files of any size fit in memory. --split test scores the run's held-out test text (data.test_fraction).
 
     Example: charnn eval data/hello.txt --json
     """
-    from rich.console import Console
+    import tempfile
 
-    from charnn.corpus import read_text_file, text_file_bytes
-    from charnn.display import eval_table
+    from charnn.config import from_dict
+    from charnn.data import checkpoint_split
+    from charnn.display import eval_table, stdout_console
     from charnn.evaluate import evaluate_ids
+    from charnn.prepare import encode_file
     from charnn.vocab import Vocab
 
+    if (text_file is None) == (split is None):
+        raise CharnnError("give a TEXT_FILE to score or --split train|val|test, not both and not neither")
     ckpt = _load_checkpoint(checkpoint_path)
-    encoding = ckpt.config["data"].get("encoding", "utf-8")
-    text = read_text_file(text_file) if encoding == "utf-8" else text_file_bytes(text_file).decode("latin-1")
     vocab = Vocab(tuple(ckpt.vocab_chars))
-    text = _map_rare(vocab, text, str(text_file))
-    unknown = vocab.unknown_chars(text)
-    if unknown:
-        shown = ", ".join(map(repr, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
-        raise CharnnError(f"{text_file} has {len(unknown)} characters outside the model's vocabulary: {shown}")
-    result = evaluate_ids(ckpt.params, vocab.encode(text), streams=streams).as_dict()
+    if split is not None:
+        cfg = from_dict(ckpt.config, source=str(checkpoint_path or "checkpoint"))
+        ids = checkpoint_split(cfg, vocab.chars, ckpt.meta.get("corpus_sha256"), split)
+        result, name = evaluate_ids(ckpt.params, ids, streams=streams).as_dict(), f"the {split} split"
+    else:
+        with tempfile.TemporaryDirectory(prefix="charnn-eval-") as folder:
+            encoded = encode_file(text_file, vocab, ckpt.config["data"].get("encoding", "utf-8"), folder)
+            _note_mapped(encoded.replaced, str(text_file))
+            result, name = evaluate_ids(ckpt.params, encoded.ids, streams=streams).as_dict(), str(text_file)
     if as_json:
         typer.echo(json.dumps(result))
     else:
-        Console(highlight=False).print(eval_table(str(text_file), result))
+        stdout_console().print(eval_table(name, result))
 
 
 @app.command("inspect-gradients")
 @_friendly
 def inspect_gradients(
-    checkpoint_path: Optional[Path] = typer.Option(
-        None, "--checkpoint", "-c", help="Model to analyse (default: best.npz of the most recent run in runs/)."
-    ),
-    config: Optional[Path] = typer.Option(None, "--config", help="Analyse a freshly initialised model of this config instead."),
-    set_: List[str] = typer.Option([], "--set", help="Override a key of --config, e.g. --set model.hidden_size=256."),
-    init_std: Optional[float] = typer.Option(None, "--init-std", help="With --config: initialise weights from N(0, std^2)."),
-    text: Optional[str] = typer.Option(None, "--text", help="Analyse exactly this text (its first T+1 characters)."),
-    text_file: Optional[Path] = typer.Option(None, "--text-file", help="Analyse the first T+1 characters of this file."),
-    steps: int = typer.Option(50, "--steps", "-T", help="T: how many steps back to follow the gradient."),
-    windows: int = typer.Option(8, "--windows", help="Random windows of the validation text to average over."),
-    rng_seed: int = typer.Option(0, "--rng-seed", min=0, help="Seed for choosing the windows."),
-    check: bool = typer.Option(False, "--check", help="Also check backward against finite differences (exit 1 if error >= 1e-6)."),
-    as_json: bool = typer.Option(False, "--json", help="Print every number as one JSON object."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a picture of norm against lag (.png or .svg; needs matplotlib)."),
+    checkpoint_path: Optional[Path] = typer.Option(None, "--checkpoint", "-c", metavar="PATH",
+                                                   help="Model to analyse. " + CHECKPOINT_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="CONFIG",
+                                          help="Analyse a freshly initialised model of this config instead."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="With --config: " + SET_HELP),
+    init_std: Optional[float] = typer.Option(None, "--init-std", metavar="S",
+                                             help="With --config: initialise weights from N(0, S^2)."),
+    text: Optional[str] = typer.Option(None, "--text", metavar="TEXT", help="Analyse exactly this text (its first T+1 characters)."),
+    text_file: Optional[Path] = typer.Option(None, "--text-file", metavar="FILE",
+                                             help="Analyse the first T+1 characters of this file."),
+    steps: Optional[int] = typer.Option(None, "--steps", "-T", metavar="T",
+                                        help="How many steps back to follow the gradient (default: 50, or fewer "
+                                        "when the text is shorter)."),
+    windows: int = typer.Option(8, "--windows", metavar="N", help="Random windows of the validation text to average over."),
+    rng_seed: int = typer.Option(0, "--rng-seed", min=0, metavar="N", help="Seed for choosing the windows."),
+    check: bool = typer.Option(False, "--check", metavar=FLAG,
+                               help="Also check backward against finite differences (exit 1 if error >= 1e-6)."),
+    as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print every number as one JSON object."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png|FILE.svg",
+                                        help="Write a picture of norm against lag (needs matplotlib)."),
 ) -> None:
     """Watch gradients vanish or explode through time, per layer and lag.
 
-    Measures ||dl_T/ds_{T-k}||, the Jacobian norm ||ds_T/ds_{T-k}|| and each step's share of
-    dl_T/dW_hh for k = 0..T-1, then gives a verdict: vanishing, exploding or healthy.
+    Measures ||dl_T/ds_{T-k}||, the Jacobian norm ||ds_T/ds_{T-k}|| and each step's share of dl_T/dW_hh for k = 0..T-1, then gives a verdict: exploding, vanishing, short memory or healthy.
 
     Example: charnn inspect-gradients --config configs/demo.yaml --init-std 1.0
     """
-    from rich.console import Console
-
     from charnn.config import from_dict, load_config
     from charnn.corpus import read_text_file
-    from charnn.display import gradient_tables, plot_gradients
+    from charnn.data import load_corpus
+    from charnn.display import check_plot_target, gradient_tables, plot_gradients, stderr_console, stdout_console
     from charnn.gradients import inspect_model
-    from charnn.train import load_corpus
     from charnn.vocab import Vocab, to_symbols
 
     if checkpoint_path is not None and config is not None:
@@ -260,6 +308,8 @@ def inspect_gradients(
         raise CharnnError("--init-std applies to a fresh model: use it with --config")
     if init_std is not None and not init_std > 0:
         raise CharnnError(f"--init-std must be > 0 (got {init_std})")
+    if plot is not None:
+        check_plot_target(plot)  # before any work
     if text_file is not None:
         text = read_text_file(text_file)
     clip_fraction = None
@@ -287,13 +337,15 @@ def inspect_gradients(
     if text is not None:
         text = _map_rare(vocab, to_symbols(text, encoding), "the text")
     else:
-        corpus_ids = corpus.val if len(corpus.val) >= steps + 1 else corpus.train
+        corpus_ids = corpus.val if len(corpus.val) >= max(steps or 0, 2) + 1 else corpus.train
     report = inspect_model(params, vocab, steps=steps, text=text, corpus_ids=corpus_ids, windows=windows,
                            rng_seed=rng_seed, clip_fraction=clip_fraction, check=check)
+    if report.note:
+        stderr_console().print(f"note: {report.note}", markup=False)
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     else:
-        console = Console(highlight=False)
+        console = stdout_console()
         for item in gradient_tables(report):
             console.print(item)
     if plot is not None:
@@ -307,29 +359,26 @@ def inspect_gradients(
             )
 
 
-data_app = typer.Typer(help="Prepare corpora ahead of training.", no_args_is_help=True)
+data_app = typer.Typer(help="Prepare corpora ahead of training, or write synthetic ones.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
 @data_app.command("prepare")
 @_friendly
 def data_prepare(
-    config: Path = typer.Argument(..., help="YAML experiment config whose data section to prepare."),
-    set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set data.min_char_count=5."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    config: Path = typer.Argument(..., metavar="CONFIG", help="YAML experiment config whose data section to prepare."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
+    as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print the summary as one JSON object."),
 ) -> None:
     """Encode a corpus into the id cache that training reads, and summarise it.
 
-    Streams the text in blocks (any size), builds the vocabulary, and stores the ids once;
-    later runs reuse them while the source is unchanged.
+    Streams the text in blocks (any size), builds the vocabulary, and stores the ids once; later runs reuse them while the source is unchanged.
 
     Example: charnn data prepare configs/shakespeare.yaml
     """
-    from rich.console import Console
-
     from charnn.config import load_config
-    from charnn.display import corpus_summary, stderr_console
-    from charnn.train import load_corpus
+    from charnn.data import load_corpus
+    from charnn.display import corpus_summary, stderr_console, stdout_console
 
     cfg = load_config(config, set_)
     console = stderr_console()
@@ -347,40 +396,95 @@ def data_prepare(
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))
     else:
-        Console(highlight=False).print(corpus_summary(summary))
+        stdout_console().print(corpus_summary(summary))
 
 
 @data_app.command("synth")
 @_friendly
 def data_synth(
-    task: str = typer.Argument(..., help="delay or brackets."),
-    output: Path = typer.Option(..., "--output", "-o", help="Text file to write (its oracle losses go to FILE.json)."),
-    lag: int = typer.Option(10, "--lag", "-k", help="K: how far back the model must remember."),
-    length: int = typer.Option(200_000, "--length", "-n", help="Characters to generate."),
-    rng_seed: int = typer.Option(0, "--rng-seed", min=0, help="Seed: the same seed writes the same text."),
+    task: str = typer.Argument(..., metavar="delay|brackets", help="The task: a delayed repeat, or nested brackets."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="FILE",
+                                help="Text file to write (its oracle losses go to FILE.json)."),
+    lag: int = typer.Option(10, "--lag", "-k", metavar="K", help="K: how far back the model must remember."),
+    length: int = typer.Option(200_000, "--length", "-n", metavar="N", help="Characters to generate."),
+    rng_seed: int = typer.Option(0, "--rng-seed", min=0, metavar="N", help="Seed: the same seed writes the same text."),
+    force: bool = typer.Option(False, "--force", metavar=FLAG, help="Overwrite FILE and FILE.json if they exist."),
+    as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print the oracle losses as one JSON object."),
 ) -> None:
     """Write a synthetic text that can only be predicted by remembering K characters back.
 
-    Prints the best possible loss (perfect memory) and the loss without that memory, so a
-    model's loss reads as the fraction of the recoverable information it learned.
+    Prints the best possible loss (perfect memory) and the loss without that memory, so a model's loss reads as the fraction of the recoverable information it learned.
 
     Example: charnn data synth delay --lag 20 -o data/delay20.txt
     """
+    from charnn.display import stdout_console, synth_table
     from charnn.synth import generate, write
 
-    summary = write(generate(task, lag, length, rng_seed), output)
-    typer.echo(json.dumps(summary))
+    summary = write(generate(task, lag, length, rng_seed), output, force=force)
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        stdout_console().print(synth_table(str(output), summary))
+
+
+def _hide_type_column() -> None:
+    """typer >= 0.20 prints each parameter's Python type (<bool>, <path>, <list[str]>) in the help;
+    show the metavar (N, PATH, KEY=VALUE, delay|brackets) instead, and nothing for flags and arguments."""
+    try:
+        from typer.core import TyperArgument, TyperOption
+    except ImportError:  # pragma: no cover  (older typer shows no such column)
+        return
+    TyperOption.display_type_rich = lambda self, ctx: self.metavar or None
+    TyperArgument.display_type_rich = lambda self, ctx: None
+
+
+def _unwrap_docstrings(typer_app: typer.Typer) -> None:
+    """Join the lines of each paragraph of the commands' docstrings, so help text reflows to the terminal."""
+    for info in typer_app.registered_commands:
+        doc = inspect.cleandoc(info.callback.__doc__ or "")
+        info.help = "\n\n".join(" ".join(p.split("\n")) for p in doc.split("\n\n"))
+
+
+_hide_type_column()
+_unwrap_docstrings(app)
+_unwrap_docstrings(data_app)
+
+_SET_PAIR = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*=")
+
+
+def expand_set_arguments(argv: list[str]) -> list[str]:
+    """Let one --set take several pairs: `--set a.b=1 c.d=2` becomes `--set a.b=1 --set c.d=2`."""
+    out, takes_value, in_pairs = [], False, False
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            return out + argv[i:]
+        if takes_value:
+            out.append(arg)
+            takes_value, in_pairs = False, True
+            continue
+        if in_pairs and _SET_PAIR.match(arg):
+            out += ["--set", arg]
+            continue
+        in_pairs = arg.startswith("--set=")
+        takes_value = arg == "--set"
+        out.append(arg)
+    return out
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; returns the exit code. Usage errors are one line and exit 2."""
-    from charnn.display import print_error
+    from charnn.display import print_error, use_plain_help_when_no_color
 
+    use_plain_help_when_no_color()
+    argv = expand_set_arguments(list(sys.argv[1:] if argv is None else argv))
     try:
         code = app(args=argv, prog_name="charnn", standalone_mode=False)
     except UsageError as e:
+        message = e.format_message()
+        if "unexpected extra argument" in message and "=" in message:
+            message += "; each --set pair is section.key=value (e.g. --set train.lr=3e-3 model.hidden_size=256)"
         hint = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
-        print_error(f"{e.format_message()}{hint}")
+        print_error(f"{message}{hint}")
         return 2
     except typer.Abort:
         print_error("interrupted")

@@ -96,6 +96,12 @@ class Config:
     sample: SampleConfig = field(default_factory=SampleConfig)
     run: RunConfig = field(default_factory=RunConfig)
     source: str = field(default="<defaults>", compare=False)  # where it was read from, for messages
+    # dotted key -> where its value came from when not the source file (e.g. "--set train.lr=3e-3")
+    origins: dict = field(default_factory=dict, compare=False)
+
+    def where(self, key: str) -> str:
+        """How an error message names a key: by the command-line override that set it, else by file."""
+        return self.origins.get(key) or f"{self.source}: {key}"
 
 
 _SECTION_TYPES = {
@@ -136,6 +142,11 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
                 raise CharnnError(f"{where}: must be a finite number, got {value!r}")
             return float(value)
     elif tp is int:
+        if isinstance(value, str):  # YAML 1.1 reads 1e3 as a string; accept it when it is a whole number
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -148,7 +159,7 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
     raise CharnnError(f"{where}: expected {_type_name(tp)}, got {value!r}")
 
 
-def _build_section(name: str, values: Any, source: str):
+def _build_section(name: str, values: Any, source: str, origins: dict):
     cls = _SECTION_TYPES[name]
     if values is None:
         values = {}
@@ -157,25 +168,25 @@ def _build_section(name: str, values: Any, source: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
-        where = f"{source}: {name}.{key}"
+        where = origins.get(f"{name}.{key}") or f"{source}: {name}.{key}"
         if key not in fields:
             raise CharnnError(f"{where}: unknown key{_suggest(str(key), fields)}")
         kwargs[key] = _coerce(value, fields[key].type, where)
     return cls(**kwargs)
 
 
-def _check(ok: bool, source: str, key: str, message: str) -> None:
+def _check(ok: bool, cfg: Config, key: str, message: str) -> None:
     if not ok:
-        raise CharnnError(f"{source}: {key}: {message}")
+        raise CharnnError(f"{cfg.where(key)}: {message}")
 
 
-def _one_of(value: str, choices, source: str, key: str) -> None:
-    _check(value in choices, source, key, f"{value!r} is not one of {', '.join(choices)}{_suggest(value, choices)}")
+def _one_of(value: str, choices, cfg: Config, key: str) -> None:
+    _check(value in choices, cfg, key, f"{value!r} is not one of {', '.join(choices)}{_suggest(value, choices)}")
 
 
 def validate(cfg: Config) -> None:
     """Range and consistency checks; each failure names the dotted key."""
-    s = cfg.source
+    s = cfg
     d, m, t, smp, r = cfg.data, cfg.model, cfg.train, cfg.sample, cfg.run
     given = [k for k in ("path", "text", "url") if getattr(d, k) is not None]
     _check(len(given) == 1, s, "data", "give exactly one of data.path, data.text or data.url"
@@ -222,7 +233,7 @@ def validate(cfg: Config) -> None:
            "must be a plain, non-empty folder name")
 
 
-def from_dict(raw: Any, source: str = "<dict>") -> Config:
+def from_dict(raw: Any, source: str = "<dict>", origins: dict | None = None) -> Config:
     """Build and validate a Config from a parsed YAML mapping."""
     if raw is None:
         raw = {}
@@ -233,8 +244,8 @@ def from_dict(raw: Any, source: str = "<dict>") -> Config:
     for name, values in raw.items():
         if name not in _SECTION_TYPES:
             raise CharnnError(f"{source}: {name}: unknown section{_suggest(str(name), _SECTION_TYPES)}")
-        sections[name] = _build_section(name, values, source)
-    cfg = Config(**sections, source=source)
+        sections[name] = _build_section(name, values, source, origins or {})
+    cfg = Config(**sections, source=source, origins=origins or {})
     validate(cfg)
     return cfg
 
@@ -285,6 +296,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
         # data.path in the file is relative to the file; on the command line, to the cwd
         _absolute_data_path(raw, path.parent)
+        origins = {}
         for item in overrides:
             (section, key), value = parse_override(item)
             if section not in _SECTION_TYPES:
@@ -295,6 +307,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
             if not isinstance(target, dict):
                 raise CharnnError(f"{path}: {section}: expected a mapping of keys, got {target!r}")
             target[key] = value
+            origins[f"{section}.{key}"] = f"--set {item}"
             if section == "data" and key in ("path", "text", "url"):
                 # naming a new source on the command line replaces the file's source
                 for other in {"path", "text", "url"} - {key}:
@@ -306,12 +319,32 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
             run = raw["run"] = {}
         if isinstance(run, dict) and not run.get("name"):
             run["name"] = path.stem
-    return from_dict(raw, source=str(path))
+    return from_dict(raw, source=str(path), origins=origins if isinstance(raw, dict) else None)
 
 
 def to_dict(cfg: Config) -> dict:
     """The resolved config as plain data (what goes into config.yaml and checkpoints)."""
     return {name: dataclasses.asdict(getattr(cfg, name)) for name in _SECTION_TYPES}
+
+
+# what a resumed run must share with the run it continues: everything that shapes the model,
+# the data it reads and how the text is cut into chunks; the rest (steps, rates, logging) may change
+_FROZEN_ON_RESUME = {"data": None, "model": None, "train": ("batch_size", "seq_len", "optimizer")}
+_MOVABLE_DATA_KEYS = ("path", "url", "sha256")  # the source may move: its characters are checked instead
+
+
+def resume_conflict(saved: dict, given: dict) -> str | None:
+    """The first key that differs between a run's saved config and the one resuming it, said in words."""
+    for section, keys in _FROZEN_ON_RESUME.items():
+        old, new = saved.get(section, {}), given.get(section, {})
+        for key in keys or sorted(set(old) | set(new)):
+            if section == "data" and key in _MOVABLE_DATA_KEYS:
+                continue
+            default = getattr(_SECTION_TYPES[section](), key, None)
+            a, b = old.get(key, default), new.get(key, default)
+            if a != b:
+                return f"it was trained with {section}.{key}={a!r}, the config gives {b!r}"
+    return None
 
 
 def dump_yaml(cfg: Config) -> str:

@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import os
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -59,10 +60,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch(url: str, sha256: str, directory: Path | None = None) -> Path:
+DOWNLOAD_TIMEOUT_S = 15.0  # to connect, and for each read: a host that accepts but never answers is an error
+PROGRESS_EVERY_S = 2.0
+
+
+def fetch(url: str, sha256: str, directory: Path | None = None, log=lambda message: None) -> Path:
     """Download `url` once into the cache, verify its checksum, and return the cached path.
 
-    A file whose checksum does not match is deleted, never kept or used.
+    A file whose checksum does not match is deleted, never kept or used. A long download
+    reports its progress through `log` every few seconds.
     """
     directory = directory or cache_dir()
     sha256 = sha256.strip().lower()
@@ -75,9 +81,8 @@ def fetch(url: str, sha256: str, directory: Path | None = None) -> Path:
     except OSError as e:
         raise CharnnError(f"cannot use the download cache {directory}: {e.strerror or e}; set CHARNN_CACHE") from None
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                out.write(block)
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            _copy_with_progress(response, out, url, log)
         got = sha256_of(Path(tmp))
         if got != sha256:
             raise CharnnError(
@@ -86,11 +91,27 @@ def fetch(url: str, sha256: str, directory: Path | None = None) -> Path:
             )
         os.replace(tmp, target)
     except (OSError, ValueError, http.client.HTTPException) as e:
+        why = getattr(e, "reason", None) or e
+        if isinstance(why, TimeoutError) or isinstance(e, TimeoutError):
+            why = f"no answer within {DOWNLOAD_TIMEOUT_S:g} s"
         raise CharnnError(
-            f"cannot download {url}: {getattr(e, 'reason', None) or e}; "
+            f"cannot download {url}: {why}; "
             "download it yourself and set data.path (e.g. --set data.path=FILE)"
         ) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return target
+
+
+def _copy_with_progress(response, out, url: str, log) -> None:
+    total = response.headers.get("Content-Length")
+    total = int(total) if total and total.isdigit() else None
+    done, last_report = 0, time.monotonic()
+    for block in iter(lambda: response.read(1 << 20), b""):
+        out.write(block)
+        done += len(block)
+        if time.monotonic() - last_report >= PROGRESS_EVERY_S:
+            last_report = time.monotonic()
+            of = f" of {total / 1e6:.1f} MB ({100 * done / total:.0f}%)" if total else " MB"
+            log(f"downloading {url}: {done / 1e6:.1f}{of}")

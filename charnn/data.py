@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from charnn.config import Config
 from charnn.errors import CharnnError
+from charnn.prepare import PreparedCorpus, prepare
+from charnn.vocab import Vocab
 
 
 @dataclass(frozen=True)
@@ -66,3 +71,49 @@ class StreamBatcher:
     def starts_epoch(self, index: int) -> bool:
         """True when chunk `index` begins the streams anew (the carried state must be reset)."""
         return index % self.num_chunks == 0
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A prepared corpus: its vocabulary and its three splits (memmaps for file sources)."""
+
+    vocab: Vocab
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    prepared: PreparedCorpus
+
+
+def cache_root(config: Config) -> Path:
+    """Prepared ids live beside the runs, shared by every run of the same source."""
+    return Path(config.run.dir) / ".cache"
+
+
+def load_corpus(config: Config, log: Callable[[str], None] = lambda message: None) -> Corpus:
+    """Prepare (or reuse) the corpus's ids, with the vocabulary built from all of it, and split them."""
+    prepared = prepare(config.data, cache_root(config), log)
+    splits = split_ids(prepared.ids, config.data.val_fraction, config.data.test_fraction)
+    return Corpus(prepared.vocab, splits.train, splits.val, splits.test, prepared)
+
+
+SPLITS = ("train", "val", "test")
+
+
+def checkpoint_split(config: Config, vocab_chars, corpus_sha256: str | None, split: str,
+                     log: Callable[[str], None] = lambda message: None) -> np.ndarray:
+    """The ids of one split of the corpus a checkpoint was trained on, checked to be that corpus."""
+    if split not in SPLITS:
+        raise CharnnError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    corpus = load_corpus(config, log)
+    changed = list(corpus.vocab.chars) != list(vocab_chars) or \
+        (corpus_sha256 is not None and corpus.prepared.source_sha256 != corpus_sha256)
+    if changed:
+        raise CharnnError(f"{corpus.prepared.source} has changed since the checkpoint was trained, so its {split} "
+                          "split is not the one the run held out; score a file instead (charnn eval FILE)")
+    ids = getattr(corpus, split)
+    if len(ids) < 2:
+        fix = "data.test_fraction > 0 holds one out" if split == "test" else "data.val_fraction > 0 holds one out"
+        raise CharnnError(f"this run has no {split} split (data.{split}_fraction is "
+                          f"{getattr(config.data, split + '_fraction', 0)}); {fix} in a new run, or score a file: "
+                          "charnn eval FILE")
+    return ids

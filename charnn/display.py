@@ -3,28 +3,100 @@
 from __future__ import annotations
 
 import math
+import os
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from charnn.errors import CharnnError
 from charnn.evaluate import LN2
 from charnn.train import Callback, TrainResult
 
 
 
+def _console(stderr: bool) -> Console:
+    """A console that honours NO_COLOR fully (no bold either) and never wraps plain (non-terminal) output."""
+    plain = bool(os.environ.get("NO_COLOR"))
+    console = Console(stderr=stderr, highlight=False, color_system=None if plain else "auto", soft_wrap=True)
+    if not console.is_terminal:
+        console.width = 200  # logs and pipes: tables as wide as they need, lines never cut at 80 columns
+    return console
+
+
 def stderr_console() -> Console:
-    # rich honours NO_COLOR itself; highlight=False keeps numbers in messages plain
-    return Console(stderr=True, highlight=False)
+    return _console(stderr=True)
+
+
+def stdout_console() -> Console:
+    return _console(stderr=False)
+
+
+def use_plain_help_when_no_color() -> None:
+    """NO_COLOR also turns off the bold and colours of `--help` (typer draws it with its own console)."""
+    if os.environ.get("NO_COLOR"):
+        import typer.rich_utils
+
+        typer.rich_utils.COLOR_SYSTEM = None
 
 
 def print_error(message: str) -> None:
-    stderr_console().print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+    stderr_console().print(f"[bold red]error:[/] {escape(message)}", markup=True)
+
+
+def print_hint(message: str) -> None:
+    """A line that follows an error, e.g. the command that resumes an interrupted run."""
+    stderr_console().print(message, markup=False)
+
+
+class TextStream:
+    """Generated text to stdout as it is made: each character on a terminal, per line or 4 KiB in a pipe.
+
+    On leaving (also by Ctrl-C or an exception) whatever was generated is flushed, so an
+    interrupted sample keeps everything written so far.
+    """
+
+    BLOCK = 4096
+
+    def __init__(self, stdout, encoding: str):
+        from charnn.vocab import from_symbols
+
+        self._out, self._encode = stdout.buffer, lambda text: from_symbols(text, encoding)
+        self._live = stdout.isatty()
+        self._pending = 0
+        stdout.flush()
+
+    def write(self, symbols: str) -> None:
+        self._out.write(self._encode(symbols))
+        self._pending += len(symbols)
+        if self._live or "\n" in symbols or self._pending >= self.BLOCK:
+            self.flush()
+
+    def line(self, text: str) -> None:
+        self._out.write(text.encode("utf-8") + b"\n")
+        self.flush()
+
+    def end_line(self) -> None:
+        self._out.write(b"\n")
+        self.flush()
+
+    def flush(self) -> None:
+        self._out.flush()
+        self._pending = 0
+
+    def __enter__(self) -> "TextStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.flush()
 
 
 def _fmt(value, spec=".3f") -> str:
+    if value is not None and abs(value) >= 1e6:
+        spec = ".4g"  # a runaway loss: no wall of digits
     return "-" if value is None else format(value, spec)
 
 
@@ -99,7 +171,7 @@ def summary_table(result: TrainResult) -> Table:
         ("characters seen", f"{result.chars:,}"),
         ("train loss (smoothed)", f"{_fmt(result.train_loss, '.4f')} nats/char"),
         ("last val loss", "-" if result.val_loss is None else
-         f"{result.val_loss:.4f} nats/char ({result.val_loss / LN2:.3f} bits/char)"),
+         f"{_fmt(result.val_loss, '.4f')} nats/char ({_fmt(result.val_loss / LN2)} bits/char)"),
         ("best val loss", _fmt(result.best_val_loss, ".4f")),
         ("clipped steps", f"{100 * result.clip_fraction:.1f}%"),
         ("time", f"{result.elapsed_s:.1f} s ({result.chars / max(result.elapsed_s, 1e-9):,.0f} chars/s)"),
@@ -151,7 +223,7 @@ def gradient_tables(report, max_rows: int = 16) -> list:
                           f"{layer.contribution[k]:.3e}", *extra, _log_bar(layer.dL_ds[k], lo, hi, 10 if lstm else 24))
         out.append(table)
         horizon = "beyond T" if layer.horizon is None else f"{layer.horizon} steps"
-        colour = {"vanishing": "yellow", "exploding": "red", "healthy": "green"}[layer.verdict]
+        colour = {"vanishing": "yellow", "short memory": "yellow", "exploding": "red", "healthy": "green"}[layer.verdict]
         radius = "" if layer.spectral_radius is None else f"spectral radius {layer.spectral_radius:.3f}, "
         out.append(
             f"[bold {colour}]{layer.verdict}[/]: memory horizon {horizon}, "
@@ -177,17 +249,33 @@ def gradient_tables(report, max_rows: int = 16) -> list:
     return out
 
 
-def plot_gradients(report, path) -> None:
-    """Norm against lag on a log scale, one panel per layer (matplotlib is an optional extra)."""
+def _pyplot():
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        from charnn.errors import CharnnError
+        raise CharnnError("--plot needs matplotlib: pip install -e '.[plot]' (or pip install matplotlib)") from None
+    return plt
 
-        raise CharnnError("--plot needs matplotlib: pip install 'charnn[plot]' (or pip install matplotlib)") from None
+
+def check_plot_target(path: Path) -> None:
+    """Refuse, before any work, a picture matplotlib cannot write there."""
+    plt = _pyplot()
+    kinds = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in kinds:
+        raise CharnnError(f"--plot {path}: cannot draw a {suffix or 'file without extension'!r} picture; "
+                          f"end the name in one of {', '.join('.' + k for k in sorted(kinds))}")
+    if not Path(path).parent.is_dir():
+        raise CharnnError(f"--plot {path}: the folder {Path(path).parent} does not exist")
+
+
+def plot_gradients(report, path) -> None:
+    """Norm against lag on a log scale, one panel per layer (matplotlib is an optional extra)."""
+    plt = _pyplot()
     n = len(report.layers)
     fig, axes = plt.subplots(1, n, figsize=(6 * n, 4), squeeze=False)
     for ax, layer in zip(axes[0], report.layers):
@@ -202,8 +290,6 @@ def plot_gradients(report, path) -> None:
     try:
         fig.savefig(path)
     except (OSError, ValueError) as e:
-        from charnn.errors import CharnnError
-
         raise CharnnError(f"cannot write the plot to {path}: {e}") from None
     finally:
         plt.close(fig)
@@ -226,4 +312,17 @@ def corpus_summary(summary: dict) -> Table:
     ]
     for key, value in rows:
         table.add_row(key, value)
+    return table
+
+
+def synth_table(name: str, summary: dict) -> Table:
+    """The `charnn data synth` report: the two oracle losses and the memory-recoverable gap."""
+    table = Table(title=f"{summary['task']} text {name} (K = {summary['lag']})", show_header=False,
+                  title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("characters", f"{summary['chars']:,}")
+    table.add_row("best possible loss (remembers K back)", f"{summary['best_nats_per_char']:.4f} nats/char")
+    table.add_row("loss without that memory", f"{summary['nomem_nats_per_char']:.4f} nats/char")
+    table.add_row("recoverable by memory", f"{summary['recoverable_nats_per_char']:.4f} nats/char")
     return table

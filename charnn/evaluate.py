@@ -39,12 +39,17 @@ class EvalResult:
         }
 
 
-def _run(params: model.Params, ids: np.ndarray, rows: np.ndarray, h: list, chunk_len: int) -> tuple[float, list]:
-    """Sum of -ln p over positions rows (B, n) + 1 predicted from inputs at rows, state carried."""
+def _score(params: model.Params, ids: np.ndarray, starts: np.ndarray, length: int, h: list,
+           chunk_len: int) -> tuple[float, list]:
+    """Sum of -ln p of ids[s + i + 1] given ids[.. s + i] for i < length, one stream per start, state carried.
+
+    Chunk by chunk, so only a chunk's ids are ever read (`ids` may be a memmap of any size).
+    """
     total = 0.0
-    for c in range(0, rows.shape[1], chunk_len):
-        idx = rows[:, c : c + chunk_len]
-        loss, h, _ = model.forward(params, ids[idx], ids[idx + 1], h)
+    for c in range(0, length, chunk_len):
+        idx = starts[:, None] + np.arange(c, min(c + chunk_len, length))
+        x, y = np.asarray(ids[idx], np.int32), np.asarray(ids[idx + 1], np.int32)
+        loss, h, _ = model.forward(params, x, y, h)
         total += loss * idx.size  # forward gives the chunk's mean
     return total, h
 
@@ -60,7 +65,6 @@ def evaluate_ids(
     the zero start by the time scoring begins; every position is still scored exactly once.
     The result matches the single-stream value closely (the README quotes the measured gap).
     """
-    ids = np.asarray(ids)  # a memmap stays a view: nothing is read until indexed
     n = len(ids) - 1
     if n < 1:
         raise CharnnError("the text needs at least 2 characters to be evaluated (one to predict)")
@@ -70,13 +74,12 @@ def evaluate_ids(
     starts = np.arange(streams) * per
     h = model.zero_state(params, streams)
     if streams > 1 and warmup > 0:
-        warm = np.maximum(starts[:, None] - warmup + np.arange(warmup), 0)
-        _, h = _run(params, ids, warm, h, chunk_len)
+        _, h = _score(params, ids, starts - warmup, warmup, h, chunk_len)  # piece 0 has nothing before it ...
         for layer_state in h:
-            layer_state[0] = 0  # the first piece starts the text: a true zero state
-    total, h = _run(params, ids, starts[:, None] + np.arange(per), h, chunk_len)
+            layer_state[0] = 0  # ... and starts the text: a true zero state
+    total, h = _score(params, ids, starts, per, h, chunk_len)
     rest = n - streams * per  # the few positions past the last full piece continue its state
     if rest:
-        more, _ = _run(params, ids, streams * per + np.arange(rest)[None, :], [s[-1:] for s in h], chunk_len)
+        more, _ = _score(params, ids, np.array([streams * per]), rest, [s[-1:] for s in h], chunk_len)
         total += more
     return EvalResult(total / n, n)

@@ -23,7 +23,11 @@ from charnn import cells, model
 from charnn.errors import CharnnError
 
 HORIZON_FRACTION = 1e-3  # the horizon is where dL/ds falls below this fraction of its k = 0 value
-SHORT_HORIZON = 20  # steps; a memory shorter than this, decaying, is "vanishing"
+VANISHING_HORIZON = 10  # steps; a memory shorter than this is "vanishing"
+# ... and one shorter than this is at best "short memory": decaying by 0.75 per step, the
+# gradient from 30 steps back is a million times smaller than the one from the last step
+SHORT_HORIZON = 30
+DEFAULT_STEPS = 50
 
 
 @dataclass
@@ -35,7 +39,7 @@ class LayerReport:
     contribution: list[float]
     horizon: int | None  # None: the gradient never fell below HORIZON_FRACTION within T
     factor: float  # fitted per-step growth (> 1) or decay (< 1) of dL/ds
-    verdict: str  # vanishing | exploding | healthy
+    verdict: str  # exploding | vanishing | short memory | healthy
     advice: str
     spectral_radius: float | None  # of W_hh; None for gated cells, whose W_h is not square
     max_singular_value: float  # of the recurrent matrix (W_hh, or W_h with all gate blocks)
@@ -52,6 +56,7 @@ class GradientReport:
     steps: int = 0
     windows: int = 0
     check: dict[str, float] | None = field(default=None)
+    note: str | None = None  # how the analysis was adapted to the input (e.g. a shorter T)
 
     def as_dict(self) -> dict:
         """Every number, with stable keys; non-finite values become None (valid JSON)."""
@@ -236,18 +241,31 @@ def _horizon(values: np.ndarray) -> int | None:
     return None if below.size == 0 else int(below[0]) - 1
 
 
+def effective_horizon(horizon: int | None, factor: float) -> float:
+    """The measured horizon, or beyond T, the lag at which the fitted decay reaches HORIZON_FRACTION."""
+    if horizon is not None:
+        return float(horizon)
+    if 0 < factor < 1:
+        return math.log(HORIZON_FRACTION) / math.log(factor)
+    return math.inf
+
+
 def verdict(horizon: int | None, factor: float, dL_ds: np.ndarray, cell: str = "rnn") -> tuple[str, str]:
-    """A one-word verdict that follows the measured numbers, and advice that fits it."""
+    """A verdict that follows the measured numbers, and advice that fits it."""
     if not np.all(np.isfinite(dL_ds)) or factor > 1.0:
         return "exploding", (
             "gradients grow going back in time: keep gradient clipping on (train.grad_clip), "
             "use a smaller init (e.g. model.init_scale 0.08) or model.init orthogonal"
         )
-    if horizon is not None and horizon < SHORT_HORIZON:
-        cure = ("try model.init orthogonal, a larger init scale, or a gated cell (model.cell lstm or gru)"
-                if cell == "rnn" else "train longer, with a train.seq_len longer than the memory you need, "
-                "so the gates learn to hold")
-        return "vanishing", f"the loss barely sees more than {horizon} steps back: {cure}"
+    reach = effective_horizon(horizon, factor)
+    cure = ("try model.init orthogonal, a larger init scale, or a gated cell (model.cell lstm or gru)"
+            if cell == "rnn" else "train longer, with a train.seq_len longer than the memory you need, "
+            "so the gates learn to hold")
+    if reach < VANISHING_HORIZON:
+        return "vanishing", f"the loss barely sees more than {reach:.0f} steps back: {cure}"
+    if reach < SHORT_HORIZON:
+        return "short memory", (f"the gradient falls a thousand-fold within {reach:.0f} steps (x{factor:.2f} per step), "
+                                f"so what lies further back barely moves the weights: {cure}")
     return "healthy", "gradients reach far back without growing: nothing to fix"
 
 
@@ -366,7 +384,7 @@ def inspect_model(
     params: model.Params,
     vocab,
     *,
-    steps: int,
+    steps: int | None,
     text: str | None = None,
     corpus_ids: np.ndarray | None = None,
     windows: int = 8,
@@ -374,7 +392,16 @@ def inspect_model(
     clip_fraction: float | None = None,
     check: bool = False,
 ) -> GradientReport:
-    """Analyse `text` (its first steps+1 characters) or `windows` random windows of corpus_ids."""
+    """Analyse `text` (its first steps+1 characters) or `windows` random windows of corpus_ids.
+
+    steps None: DEFAULT_STEPS, or fewer when the text is shorter (the report's `note` says so).
+    """
+    note = None
+    if steps is None:
+        available = (len(text) if text is not None else len(corpus_ids)) - 1
+        steps = min(DEFAULT_STEPS, available)
+        if steps < DEFAULT_STEPS:
+            note = f"the text has {available + 1} characters: following the gradient back --steps {steps}"
     if steps < 2:
         raise CharnnError(f"--steps must be >= 2 (got {steps})")
     if windows < 1:
@@ -393,6 +420,7 @@ def inspect_model(
     else:
         chosen = sample_windows(corpus_ids, steps, windows, np.random.default_rng(rng_seed))
     report = analyse(params, chosen, clip_fraction)
+    report.note = note
     if check:
         report.check = gradient_check(params, chosen[0])
     return report

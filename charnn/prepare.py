@@ -42,6 +42,7 @@ class PreparedCorpus:
     replaced: int  # characters mapped to REPLACEMENT because they were rare
     replaced_distinct: int
     source: str
+    source_sha256: str  # of the source's bytes: a checkpoint records it to recognise its corpus later
     cache_dir: Path | None
     reused: bool  # True when an existing cache was read instead of built
 
@@ -100,12 +101,12 @@ def _symbols(block: bytes, offset: int, name: str, utf8: bool) -> np.ndarray:
 # ---- the source ------------------------------------------------------------------------------
 
 
-def _open_source(data: DataConfig) -> tuple[Callable[[], io.BufferedIOBase], str, Path | None]:
+def _open_source(data: DataConfig, log=lambda message: None) -> tuple[Callable[[], io.BufferedIOBase], str, Path | None]:
     """(opener, display name, file path or None for inline text)."""
     if data.text is not None:
         raw = data.text.encode("utf-8")
         return (lambda: io.BytesIO(raw)), "data.text", None
-    path = Path(data.path) if data.path is not None else fetch(data.url, data.sha256)
+    path = Path(data.path) if data.path is not None else fetch(data.url, data.sha256, log=log)
     name = data.path if data.path is not None else data.url
     if not path.exists():
         raise CharnnError(f"text file {path} not found; check data.path")
@@ -233,7 +234,7 @@ def prepare(data: DataConfig, cache_root: str | Path, log: Callable[[str], None]
     a complete cache, and when several processes build the same cache the first to publish
     wins and the others use its cache.
     """
-    opener, name, _ = _open_source(data)
+    opener, name, _ = _open_source(data, log)
     utf8 = data.encoding == "utf-8"
     if data.text is not None:  # inline text is tiny: no cache, everything in memory
         return _prepare_inline(opener, name, utf8, data)
@@ -255,7 +256,7 @@ def prepare(data: DataConfig, cache_root: str | Path, log: Callable[[str], None]
     if reused:
         log(f"reusing the prepared ids in {folder}")
     return PreparedCorpus(Vocab(tuple(meta["vocab"])), ids, np.array(meta["counts"], np.int64), meta["replaced"],
-                          meta["replaced_distinct"], name, folder, reused)
+                          meta["replaced_distinct"], name, source_sha, folder, reused)
 
 
 def _prepare_inline(opener, name: str, utf8: bool, data: DataConfig) -> PreparedCorpus:
@@ -268,7 +269,7 @@ def _prepare_inline(opener, name: str, utf8: bool, data: DataConfig) -> Prepared
     if ids.size == 0:
         raise CharnnError(f"{name} is empty; give a text with at least a few characters")
     counts = np.bincount(ids, minlength=vocab.size)
-    return PreparedCorpus(vocab, ids, counts, replaced, distinct, name, None, False)
+    return PreparedCorpus(vocab, ids, counts, replaced, distinct, name, hashlib.sha256(block).hexdigest(), None, False)
 
 
 @contextlib.contextmanager
@@ -363,3 +364,55 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)  # make the rename itself durable
     finally:
         os.close(fd)
+
+
+# ---- encoding a text with a trained model's vocabulary ----------------------------------------
+
+
+@dataclass(frozen=True)
+class EncodedText:
+    ids: np.ndarray  # a read-only memmap
+    replaced: int  # characters outside the vocabulary mapped to REPLACEMENT
+
+
+def encode_file(path: str | Path, vocab: Vocab, encoding: str, folder: str | Path) -> EncodedText:
+    """Encode a text file with an existing vocabulary, block by block, into folder/ids.
+
+    Memory stays a few blocks whatever the file's size. Characters outside the vocabulary
+    map to REPLACEMENT when the vocabulary has it (as training mapped rare ones), else they
+    are an error that lists them.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CharnnError(f"{path} is a directory; give a text file")
+    utf8 = encoding == "utf-8"
+    codes_of_vocab = np.frombuffer("".join(vocab.chars).encode("utf-32-le"), "<u4")
+    # code point -> id, with vocab.size for "unknown"; its last entry is unknown and every byte value fits
+    table = np.full(max(int(codes_of_vocab.max()) + 2, 257), vocab.size, np.uint32)
+    table[codes_of_vocab] = np.arange(vocab.size)
+    replacement = vocab.chars.index(REPLACEMENT) if REPLACEMENT in vocab.chars else None
+    dtype = np.dtype(np.uint8 if vocab.size <= 256 else np.uint16)
+    out_path, unknown, replaced, count = Path(folder) / f"ids.{dtype.name}", set(), 0, 0
+    try:
+        with open(path, "rb") as f, open(out_path, "wb") as out:
+            for offset, block in _blocks(f, utf8):
+                codes = _symbols(block, offset, str(path), utf8)
+                ids = table[codes] if codes.dtype == np.uint8 else table[np.minimum(codes, np.uint32(len(table) - 1))]
+                bad = ids == vocab.size
+                if bad.any():
+                    if replacement is None:
+                        unknown.update(np.unique(codes[bad]).tolist())
+                    ids[bad] = replacement if replacement is not None else 0
+                    replaced += int(bad.sum())
+                out.write(ids.astype(dtype).tobytes())
+                count += len(ids)
+    except FileNotFoundError:
+        raise CharnnError(f"text file {path} not found; check the path") from None
+    except OSError as e:
+        raise CharnnError(f"cannot encode {path} for evaluation: {e.strerror or e} ({e.filename})") from None
+    if unknown:
+        shown = ", ".join(repr(chr(c)) for c in sorted(unknown)[:10]) + (" ..." if len(unknown) > 10 else "")
+        raise CharnnError(f"{path} has {len(unknown)} characters outside the model's vocabulary: {shown}")
+    if count == 0:
+        raise CharnnError(f"{path} is empty; give a text with at least 2 characters")
+    return EncodedText(np.memmap(out_path, dtype=dtype, mode="r", shape=(count,)), replaced)

@@ -52,13 +52,14 @@ def _choose(logits: np.ndarray, temperature: float, top_k: int, greedy: bool, rn
     return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(z) - 1))
 
 
-def check_options(length: int, temperature: float, top_k: int) -> None:
+def check_options(length: int, temperature: float, top_k: int, greedy: bool = False) -> None:
+    """Sampling settings a user gives; greedy decoding ignores temperature and top-k."""
     if length < 0:
         raise CharnnError(f"length must be >= 0 (got {length})")
-    if not temperature > 0:
+    if not greedy and not temperature > 0:
         raise CharnnError(f"temperature must be > 0 (got {temperature}); use --greedy for the likeliest text")
     if top_k < 0:
-        raise CharnnError(f"top-k must be >= 1, or 0 for all characters (got {top_k})")
+        raise CharnnError(f"top-k must be >= 0, 0 meaning all characters (got {top_k})")
 
 
 def generate(
@@ -77,7 +78,7 @@ def generate(
     The prime is fed through the model from a zero state; with an empty prime the first
     character is drawn uniformly from the vocabulary (and yielded as the first of `length`).
     """
-    check_options(length, temperature, top_k)
+    check_options(length, temperature, top_k, greedy)
     unknown = vocab.unknown_chars(prime)
     if unknown:
         raise CharnnError(

@@ -124,13 +124,22 @@ def generate(task: str, lag: int, length: int, seed: int = 0) -> SynthText:
     return (delay if task == "delay" else brackets)(lag, length, rng)
 
 
-def write(synth: SynthText, path: str | Path) -> dict:
-    """Write the text and, beside it as PATH.json, the oracle losses; returns the summary."""
+def write(synth: SynthText, path: str | Path, force: bool = False) -> dict:
+    """Write the text and, beside it as PATH.json, the oracle losses; returns the summary.
+
+    Existing files are kept unless `force`.
+    """
     path = Path(path)
+    oracle = path.with_name(path.name + ".json")
+    for target in (path, oracle):
+        if target.is_dir():
+            raise CharnnError(f"{target} is a directory; give a file name with -o")
+        if target.exists() and not force:
+            raise CharnnError(f"{target} already exists; use --force to overwrite it, or choose another -o")
     summary = synth.summary()
     try:
         path.write_text(synth.text, encoding="utf-8")
-        path.with_name(path.name + ".json").write_text(json.dumps(summary, indent=2) + "\n")
+        oracle.write_text(json.dumps(summary, indent=2) + "\n")
     except OSError as e:
         raise CharnnError(f"cannot write {path}: {e.strerror or e}") from None
     return summary

@@ -88,9 +88,28 @@ def test_unknown_version_and_foreign_files(tmp_path):
 def test_nan_parameter_on_load_is_reported(tmp_path):
     ckpt = make_checkpoint()
     ckpt.params["head.W_hy"][0, 0] = np.nan
-    checkpoint.save(tmp_path / "c.npz", ckpt)
+    arrays = dict(ckpt.params, meta=np.array(json.dumps(dict(ckpt.meta, format="charnn-checkpoint", version=1))))
+    np.savez(tmp_path / "c.npz", **arrays)  # written by something other than charnn
     with pytest.raises(CharnnError, match="head.W_hy contains NaN"):
         checkpoint.load(tmp_path / "c.npz")
+
+
+@pytest.mark.parametrize("where", ["params", "optim_state", "hidden"])
+def test_a_checkpoint_with_nan_is_never_written(tmp_path, where):
+    ckpt = make_checkpoint()
+    checkpoint.save(tmp_path / "c.npz", ckpt)
+    before = (tmp_path / "c.npz").read_bytes()
+    bad = make_checkpoint()
+    arrays = getattr(bad, where)
+    if where == "hidden":
+        bad.hidden = [np.full((2, 4), np.inf)]
+    elif where == "optim_state":
+        bad.optim_state = {"t": np.array(1.0), "m.head.b_y": np.array([np.nan])}
+    else:
+        next(iter(arrays.values())).flat[0] = np.nan
+    with pytest.raises(checkpoint.NonFiniteError, match="NaN or infinite"):
+        checkpoint.save(tmp_path / "c.npz", bad)
+    assert (tmp_path / "c.npz").read_bytes() == before and len(list(tmp_path.iterdir())) == 1
 
 
 def test_most_recent_finds_the_newest_run(tmp_path):

@@ -21,10 +21,27 @@ def test_overrides_are_typed_and_validated(write_config):
     path = write_config()
     cfg = load_config(path, ["train.lr=3e-3", "model.hidden_size=7", "train.nesterov=true"])
     assert cfg.train.lr == 0.003 and cfg.model.hidden_size == 7 and cfg.train.nesterov is True
-    with pytest.raises(CharnnError, match="train.lr: must be > 0"):
-        load_config(path, ["train.lr=-1"])
     with pytest.raises(CharnnError, match="expected section.key=value"):
         load_config(path, ["train.lr"])
+
+
+@pytest.mark.parametrize("item, message", [
+    ("train.lr=-1", "must be > 0"),
+    ("train.lr=fast", "expected a number, got 'fast'"),
+    ("model.hidden_size=12.5", "expected an integer"),
+    ("train.lrr=1", r"unknown key \(did you mean 'lr'\?\)"),
+    ("model.init=ortho", "'ortho' is not one of"),
+])
+def test_override_errors_name_the_command_line_not_the_file(write_config, item, message):
+    path = write_config()
+    with pytest.raises(CharnnError, match=message) as err:
+        load_config(path, [item])
+    assert str(err.value).startswith(f"--set {item}: ") and str(path) not in str(err.value)
+
+
+def test_whole_numbers_in_exponent_notation_are_integers(write_config):
+    cfg = load_config(write_config(), ["model.hidden_size=1e3", "train.steps=2e4"])
+    assert cfg.model.hidden_size == 1000 and cfg.train.steps == 20000
 
 
 def test_override_of_data_source_replaces_the_files_source(write_config, tmp_path):

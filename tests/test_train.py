@@ -72,8 +72,9 @@ def test_ctrl_c_then_resume_logs_the_same_losses_as_one_run(write_config, tmp_pa
     path = write_config()
     whole = train(load_config(path, extra), tmp_path / "whole")
     cfg = load_config(path, extra)
-    with pytest.raises(TrainingInterrupted, match="--resume"):
+    with pytest.raises(TrainingInterrupted) as stopped:
         train(cfg, tmp_path / "split", callback=InterruptAt(7))
+    assert stopped.value.hint == f"Resume with: charnn train --resume {tmp_path / 'split'}"
     assert checkpoint.load(tmp_path / "split" / "latest.npz").meta["step"] == 7
     train(cfg, tmp_path / "split", resume=True)
     assert losses(tmp_path / "split") == losses(whole.run_dir)
@@ -170,7 +171,7 @@ def test_infinite_gradient_stops_before_the_update(write_config, monkeypatch):
 def test_resume_refuses_a_different_optimizer(write_config, tmp_path):
     path = write_config()
     train(load_config(path, ["train.steps=5"]), tmp_path / "r")
-    with pytest.raises(CharnnError, match="train.optimizer differs"):
+    with pytest.raises(CharnnError, match="trained with train.optimizer='adam', the config gives 'rmsprop'"):
         train(load_config(path, ["train.optimizer=rmsprop"]), tmp_path / "r", resume=True)
 
 
