@@ -16,6 +16,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -251,6 +252,7 @@ def prepare(data: DataConfig, cache_root: str | Path, log: Callable[[str], None]
             meta, ids, why = _load_cache(folder, source_sha, data)  # another process may have built it meanwhile
             reused = meta is not None
             if not reused:
+                _remove_dead_builds(root)
                 log(f"preparing {name} ({why}): writing ids to {folder}")
                 meta, ids = _build(opener, name, utf8, data, source_sha, root, key)
     if reused:
@@ -314,7 +316,7 @@ def _build(opener, name: str, utf8: bool, data: DataConfig, source_sha: str, roo
     dtype = np.dtype(np.uint8 if vocab.size <= 256 else np.uint16)
     ids_file = f"ids.{dtype.name}"
     root.mkdir(parents=True, exist_ok=True)
-    private = Path(tempfile.mkdtemp(dir=root, prefix=f".build-{key}-"))
+    private = Path(tempfile.mkdtemp(dir=root, prefix=f".build-{key}-{socket.gethostname()}-{os.getpid()}-"))
     try:
         count, digest, counts = _write_ids(opener, name, utf8, lookup, dtype, private / ids_file, vocab.size)
         meta = {
@@ -330,6 +332,25 @@ def _build(opener, name: str, utf8: bool, data: DataConfig, source_sha: str, roo
         return _publish(private, root / key, source_sha, data)
     finally:
         shutil.rmtree(private, ignore_errors=True)  # gone already when it was published
+
+
+def _remove_dead_builds(root: Path) -> None:
+    """Private build folders of processes on this machine that were killed (kill -9, power cut)."""
+    host = socket.gethostname()
+    for folder in root.glob(f".build-*-{host}-*-*"):
+        pid = folder.name.rsplit("-", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _publish(private: Path, folder: Path, source_sha: str, data: DataConfig):

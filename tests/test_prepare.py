@@ -4,6 +4,7 @@ import contextlib
 import errno
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -200,3 +201,18 @@ def test_batched_evaluation_of_gated_cells(cell):
     ids = rng.integers(0, 12, 3001)
     exact = evaluate_ids(params, ids).nats_per_char
     assert evaluate_ids(params, ids, streams=5, warmup=200).nats_per_char == pytest.approx(exact, rel=1e-6)
+
+
+def test_a_build_left_by_a_killed_process_is_removed(tmp_path):
+    """kill -9 while building: the next build on this machine removes the dead process's folder."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    root = tmp_path / "cache"
+    root.mkdir()
+    left = root / f".build-0123456789abcdef-{socket.gethostname()}-{dead.pid}-x1y2z3"
+    left.mkdir()
+    (left / "ids.uint8").write_bytes(b"\0" * 10)
+    live = root / f".build-fedcba9876543210-{socket.gethostname()}-{os.getpid()}-a1b2c3"
+    live.mkdir()
+    prepare.prepare(make(tmp_path, b"abcabc"), root)
+    assert not left.exists() and live.exists()
