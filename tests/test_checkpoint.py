@@ -10,15 +10,22 @@ import pytest
 from charnn import checkpoint, model
 from charnn.config import Config, to_dict
 from charnn.errors import CharnnError
+from charnn.optim import OptimizerSpec, init_state
 
 
 def make_checkpoint():
+    """A small checkpoint laid out as `charnn train` writes one: params, optimizer state, carried state."""
     cfg = to_dict(Config())
+    cfg["data"]["text"] = "abé"
+    cfg["run"]["name"] = "test"
     cfg["model"].update(hidden_size=4, num_layers=2)
+    cfg["train"].update(batch_size=2)
     params = model.init_params(3, 4, 2, rng=np.random.default_rng(0))
     meta = {"vocab": ["a", "b", "é"], "config": cfg, "step": 7}
+    optim = init_state(OptimizerSpec(name=cfg["train"]["optimizer"]), params)
+    optim["t"] += 7
     hidden = [np.ones((2, 4), np.float32), np.zeros((2, 4), np.float32)]
-    return checkpoint.Checkpoint(params, meta, {"m.head.b_y": np.ones(3), "t": np.array(7)}, hidden)
+    return checkpoint.Checkpoint(params, meta, optim, hidden)
 
 
 def test_round_trip_and_readable_without_pickle(tmp_path):
