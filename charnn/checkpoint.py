@@ -111,6 +111,33 @@ def inspect(path: str | Path) -> tuple[dict, dict[str, npzsafe.Header]]:
         return _check_layout(path, archive)
 
 
+def describe(path: str | Path) -> dict:
+    """What a checkpoint holds, from its headers and meta alone (checked as `load` checks; weights unread)."""
+    path = Path(path)
+    meta, headers = inspect(path)
+    cfg = from_dict(meta["config"], source=f"checkpoint {path}")
+    step = meta.get("step")
+    best = meta.get("best_val_loss")
+    version = meta.get("charnn_version")
+    return {
+        "path": str(path),
+        "file_bytes": path.stat().st_size,
+        "format_version": meta["version"],
+        "charnn_version": version if isinstance(version, str) else None,
+        "cell": cfg.model.cell,
+        "vocab_size": len(meta["vocab"]),
+        "hidden_size": cfg.model.hidden_size,
+        "num_layers": cfg.model.num_layers,
+        "dtype": cfg.model.dtype,
+        "parameters": sum(_prod(h.shape) for k, h in headers.items() if not k.startswith(("optim.", "state."))),
+        "vocabulary": meta["vocab"],
+        "step": step,
+        "chars_seen": step * cfg.train.batch_size * cfg.train.seq_len if step is not None else None,
+        "best_val_loss": best if isinstance(best, (int, float)) and not isinstance(best, bool) else None,
+        "config": meta["config"],
+    }
+
+
 def _open(path: Path) -> npzsafe.Archive:
     if not path.is_file():
         raise CharnnError(f"checkpoint {path} not found; train first (charnn train CONFIG) or give --checkpoint")

@@ -307,6 +307,33 @@ def inspect_gradients(
             )
 
 
+@app.command()
+@_friendly
+def info(
+    checkpoint_path: Path = typer.Argument(..., help="Checkpoint (.npz) to describe."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
+    """Show what a checkpoint holds, from its headers and metadata, without loading its weights.
+
+    Format and charnn version, cell and sizes, parameter count, vocabulary, step, characters
+    seen, best validation loss and the config. A damaged or hostile file is refused as
+    sample and eval would refuse it.
+
+    Example: charnn info runs/hello/best.npz --json
+    """
+    from rich.console import Console
+
+    from charnn.display import checkpoint_tables
+
+    summary = checkpoint.describe(checkpoint_path)
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        console = Console(highlight=False)
+        for table in checkpoint_tables(summary):
+            console.print(table)
+
+
 data_app = typer.Typer(help="Prepare corpora ahead of training.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
