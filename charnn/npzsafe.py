@@ -179,7 +179,9 @@ class Archive:
                 read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
                 shape, fortran_order, dtype = read(f, max_header_size=MAX_NPY_HEADER)
                 return Header(dtype, tuple(shape), bool(fortran_order), f.tell())
-        except (ValueError, TypeError, SyntaxError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as e:
+        except (EOFError, OSError, zipfile.BadZipFile, zlib.error) as e:  # a small member is read whole
+            raise ArchiveError(f"member {name!r} is damaged ({one_line(e)})") from None
+        except (ValueError, TypeError, SyntaxError) as e:
             raise ArchiveError(f"member {name!r} has no readable npy header ({one_line(e)})") from None
 
     def read(self, name: str, header: Header) -> np.ndarray:
