@@ -52,7 +52,11 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
     arrays.update({f"optim.{k}": v for k, v in ckpt.optim_state.items()})
     arrays.update({f"state.{i}": h for i, h in enumerate(ckpt.hidden)})
     arrays = {k: np.asarray(v, order="C") for k, v in arrays.items()}  # load accepts C order only
-    arrays["meta"] = np.array(json.dumps(meta, ensure_ascii=False))
+    text = json.dumps(meta, ensure_ascii=False)
+    if len(text) > MAX_META_CHARS:  # load would refuse it: say so now, while the previous file is intact
+        raise CharnnError(f"checkpoint metadata for {path} is {len(text):,} characters, more than the "
+                          f"{MAX_META_CHARS:,} a checkpoint may hold; raise run.eval_every (fewer evaluations in the history)")
+    arrays["meta"] = np.array(text)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -154,14 +158,14 @@ def _corrupted(path: Path, why) -> CharnnError:
 def _check_layout(path: Path, archive: npzsafe.Archive) -> tuple[dict, dict[str, npzsafe.Header]]:
     """Meta, then every member's zip size and npy header against the arrays meta says it holds."""
     meta = _read_meta(path, archive)
-    expected = expected_arrays(path, meta, max_layers=len(archive.names))
-    present = {name[:-len(".npy")] if name.endswith(".npy") else name for name in archive.names} - {"meta"}
-    missing = [key for key in expected if key not in present]
+    names = set(archive.names)
+    expected = _expected_arrays(path, meta, max_layers=len(names))
+    missing = [key for key in expected if f"{key}.npy" not in names]
     if missing:
         raise _mismatch(path, f"member {missing[0] + '.npy'!r} is missing")
-    extra = sorted(present - set(expected))
+    extra = sorted(names - {f"{key}.npy" for key in expected} - {"meta.npy"})
     if extra:
-        raise _mismatch(path, f"it holds an unexpected member {extra[0] + '.npy'!r}")
+        raise _mismatch(path, f"it holds an unexpected member {extra[0]!r}")
     for key, (dtype, shape) in expected.items():  # sizes from the zip directory: nothing opened yet
         nbytes, size = dtype.itemsize * _prod(shape), archive.size(f"{key}.npy")
         if not nbytes < size <= nbytes + npzsafe.MAX_NPY_HEADER:
@@ -220,7 +224,7 @@ def _read_meta(path: Path, archive: npzsafe.Archive) -> dict:
     return meta
 
 
-def expected_arrays(path: Path, meta: dict, max_layers: int) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+def _expected_arrays(path: Path, meta: dict, max_layers: int) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
     """Key -> (dtype, shape) of every array a checkpoint with this meta holds (meta aside).
 
     Parameters as model.param_shapes, optimizer slots as optim.init_state gives them, and one

@@ -65,16 +65,16 @@ def _directory(f, size: int) -> tuple[int, int]:
         at = tail.rfind(b"PK\x05\x06")  # a comment follows the record
     if at < 0 or len(tail) - at < _EOCD.size:
         raise ArchiveError("not a zip archive")
-    _, _, _, _, entries, cd_size, cd_offset, _ = _EOCD.unpack_from(tail, at)
+    _, _, _, _, _, cd_size, cd_offset, _ = _EOCD.unpack_from(tail, at)
     end = size - tail_len + at
-    if entries == 0xFFFF or 0xFFFFFFFF in (cd_size, cd_offset):  # zip64: the real values are elsewhere
-        if at < _EOCD64_LOCATOR.size:
-            raise ArchiveError("zip64 end record missing")
-        sig, _, end, _ = _EOCD64_LOCATOR.unpack_from(tail, at - _EOCD64_LOCATOR.size)
-        f.seek(end)
+    locator = tail[max(0, at - _EOCD64_LOCATOR.size):at]
+    if locator[:4] == b"PK\x06\x07" and len(locator) == _EOCD64_LOCATOR.size:
+        # zip64: zipfile reads the record just before the locator; the locator must point there too
+        end -= _EOCD64_LOCATOR.size + _EOCD64.size
+        f.seek(max(0, end))
         record = f.read(_EOCD64.size)
-        if sig != b"PK\x06\x07" or len(record) < _EOCD64.size or record[:4] != b"PK\x06\x06":
-            raise ArchiveError("zip64 end record missing")
+        if end < 0 or record[:4] != b"PK\x06\x06" or _EOCD64_LOCATOR.unpack(locator)[2] != end:
+            raise ArchiveError("its zip64 end record is missing or misplaced")
         cd_size, cd_offset = _EOCD64.unpack(record)[-2:]
     if cd_size > MAX_DIRECTORY_BYTES:
         raise ArchiveError(f"its zip directory is {cd_size:,} bytes (at most {MAX_DIRECTORY_BYTES:,} accepted)")

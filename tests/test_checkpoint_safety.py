@@ -117,6 +117,9 @@ def hostile(kind: str, path: Path) -> Path:
     elif kind == "duplicate":
         rows = list(entries.values()) + [stored("head.b_y.npy", npy_bytes(np.zeros(10**6, np.float32)))]
         return write_zip(path, rows)
+    elif kind == "directory_huge":  # 30,000 empty members: zipfile would build an object for each
+        rows = list(entries.values()) + [stored(f"x{i}.npy", b"") for i in range(30_000)]
+        return write_zip(path, rows)
     elif kind == "local_header":  # the local header claims other sizes than the zip directory
         write_zip(path, list(entries.values()))
         data = bytearray(path.read_bytes())
@@ -142,6 +145,7 @@ HOSTILE = {  # kind -> what the one-line error says
     "meta_lies": "'rnn.0.W_xh.npy' is",
     "duplicate": "'head.b_y.npy' appears twice",
     "local_header": "local header and zip directory disagree",
+    "directory_huge": "its zip directory is 1,670,668 bytes (at most 1,048,576 accepted)",
 }
 
 
@@ -321,6 +325,28 @@ def test_compressed_copy_of_a_checkpoint_still_loads(tmp_path):
         np.savez_compressed(tmp_path / "z.npz", **{k: npz[k] for k in npz.files})
     a, b = checkpoint.load(BASE), checkpoint.load(tmp_path / "z.npz")
     assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+
+
+def test_zip64_end_records_are_followed(tmp_path, monkeypatch):
+    """Checkpoints over 4 GiB (or 65,535 members) end with zip64 records; read one made small."""
+    monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 1)  # makes zipfile write the zip64 end records
+    path = saved_checkpoint(tmp_path / "z64.npz", 8)
+    assert b"PK\x06\x06" in path.read_bytes()[-200:]
+    assert checkpoint.load(path).meta["step"] == 30
+
+
+def test_a_member_that_is_not_an_array_is_named(tmp_path):
+    rows = [stored(n, d) for n, d in base_members().items()] + [stored("notes.txt", b"hello")]
+    with pytest.raises(CharnnError, match="unexpected member 'notes.txt';"):
+        checkpoint.load(write_zip(tmp_path / "n.npz", rows))
+
+
+def test_save_refuses_metadata_that_load_would_refuse(tmp_path):
+    ckpt = checkpoint.load(BASE)
+    ckpt.meta["history"] = [{"step": i, "val_loss": 1.0} for i in range(checkpoint.MAX_META_CHARS // 20)]
+    with pytest.raises(CharnnError, match="run.eval_every"):
+        checkpoint.save(tmp_path / "c.npz", ckpt)
+    assert not list(tmp_path.iterdir())
 
 
 def test_info_reads_headers_and_meta_only(capsys, monkeypatch):
