@@ -68,7 +68,8 @@ def main() -> None:
         print(f"config: cell={args.cell} H={args.hidden} L={args.layers} V={args.vocab} B={args.batch} float32 "
               f"adamw, file {os.path.getsize(path) / 2**20:.1f} MiB; numpy {np.__version__}, "
               f"{os.cpu_count()} CPUs, best of {args.repeats} interleaved repeats")
-        ways = {"np.load (before)": old_load, "checkpoint.load": checkpoint.load, "checkpoint.inspect": checkpoint.inspect}
+        ways = {"np.load (before)": old_load, "checkpoint.load": checkpoint.load,
+                "checkpoint.inspect": checkpoint.inspect}
         times: dict[str, list[float]] = {name: [] for name in ways}
         for _ in range(args.repeats):
             for name, load in ways.items():

@@ -6,6 +6,9 @@ Layout (keys of the .npz):
     state.{l}                   hidden state carried into the next training chunk, (B, H)
     meta                        JSON text: format, version, vocab, config, step, ...
 Writes are atomic: a temporary file in the same folder, flushed, fsynced, then renamed.
+Reads trust nothing: meta (bounded) comes first, and from its config the exact name, dtype
+and shape of every member; each member's zip sizes and npy header are checked against that
+before any array data is read (the zip side is charnn/npzsafe.py).
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
     text = json.dumps(meta, ensure_ascii=False)
     if len(text) > MAX_META_CHARS:  # load would refuse it: say so now, while the previous file is intact
         raise CharnnError(f"checkpoint metadata for {path} is {len(text):,} characters, more than the "
-                          f"{MAX_META_CHARS:,} a checkpoint may hold; raise run.eval_every (fewer evaluations in the history)")
+                          f"{MAX_META_CHARS:,} a checkpoint may hold; raise run.eval_every "
+                          "(fewer evaluations in the history)")
     arrays["meta"] = np.array(text)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

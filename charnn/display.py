@@ -237,10 +237,12 @@ def checkpoint_tables(info: dict, max_vocab_chars: int = 200) -> list[Table]:
     table.add_column(style="bold")
     table.add_column()
     vocab = "".join(info["vocabulary"])
-    shown = repr(vocab[:max_vocab_chars]) + (f" ... ({len(vocab) - max_vocab_chars:,} more)" if len(vocab) > max_vocab_chars else "")
+    more = len(vocab) - max_vocab_chars
+    shown = repr(vocab[:max_vocab_chars]) + (f" ... ({more:,} more)" if more > 0 else "")
     step = info["step"]
     rows = [
-        ("format", f"charnn-checkpoint version {info['format_version']}, written by charnn {info['charnn_version'] or '?'}"),
+        ("format", f"charnn-checkpoint version {info['format_version']}, "
+                   f"written by charnn {info['charnn_version'] or '?'}"),
         ("model", f"{info['cell']}, {info['num_layers']} x {info['hidden_size']} units, {info['dtype']}"),
         ("parameters", f"{info['parameters']:,}"),
         ("vocabulary", f"{info['vocab_size']} symbols: {shown}"),
