@@ -6,6 +6,9 @@ Layout (keys of the .npz):
     state.{l}                   hidden state carried into the next training chunk, (B, H)
     meta                        JSON text: format, version, vocab, config, step, ...
 Writes are atomic: a temporary file in the same folder, flushed, fsynced, then renamed.
+Reads trust nothing: meta (bounded) comes first, and from its config the exact name, dtype
+and shape of every member; each member's zip sizes and npy header are checked against that
+before any array data is read (the zip side is charnn/npzsafe.py).
 """
 
 from __future__ import annotations
@@ -14,17 +17,19 @@ import dataclasses
 import json
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from charnn import __version__, model
+from charnn import __version__, model, npzsafe
+from charnn.config import from_dict
 from charnn.errors import CharnnError
+from charnn.optim import OptimizerSpec, init_state
 
 FORMAT = "charnn-checkpoint"
 VERSION = 1
+MAX_META_CHARS = 4_000_000  # 16 MB as numpy text; a long run's history is a small fraction of it
 
 
 class NonFiniteError(CharnnError):
@@ -93,7 +98,13 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
     for name, value in arrays.items():
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             raise NonFiniteError(f"{name} holds NaN or infinite values; {path} was not written")
-    arrays["meta"] = np.array(json.dumps(meta, ensure_ascii=False))
+    arrays = {k: np.asarray(v, order="C") for k, v in arrays.items()}  # load accepts C order only
+    text = json.dumps(meta, ensure_ascii=False)
+    if len(text) > MAX_META_CHARS:  # load would refuse it: say so now, while the previous file is intact
+        raise CharnnError(f"checkpoint metadata for {path} is {len(text):,} characters, more than the "
+                          f"{MAX_META_CHARS:,} a checkpoint may hold; raise run.eval_every "
+                          "(fewer evaluations in the history)")
+    arrays["meta"] = np.array(text)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -121,28 +132,138 @@ def _umask() -> int:
 
 
 def load(path: str | Path) -> Checkpoint:
-    """Read and check a checkpoint; any damage is a CharnnError that says what to do."""
+    """Read and check a checkpoint; any damage is a CharnnError that says what to do.
+
+    Every member's name, dtype, shape and size is judged against what `meta` describes before
+    any array data is read, so a hostile file is refused at the cost of reading its headers.
+    """
     path = Path(path)
+    with _open(path) as archive:
+        meta, headers = _check_layout(path, archive)
+        arrays = {}
+        for key, header in headers.items():
+            try:
+                arrays[key] = archive.read(f"{key}.npy", header)
+            except npzsafe.ArchiveError as e:
+                raise _corrupted(path, e) from None
+    optim = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
+    hidden = [arrays[f"state.{layer}"] for layer in range(sum(k.startswith("state.") for k in arrays))]
+    params = {k: v for k, v in arrays.items() if not k.startswith(("optim.", "state."))}
+    try:
+        model.check_finite(params)
+    except CharnnError as e:
+        raise CharnnError(f"checkpoint {path}: {e}") from None
+    return Checkpoint(params=params, meta=meta, optim_state=optim, hidden=hidden)
+
+
+def inspect(path: str | Path) -> tuple[dict, dict[str, npzsafe.Header]]:
+    """(meta, key -> npy header) of a checkpoint, with every check of `load` but no array data read."""
+    path = Path(path)
+    with _open(path) as archive:
+        return _check_layout(path, archive)
+
+
+def describe(path: str | Path) -> dict:
+    """What a checkpoint holds, from its headers and meta alone (checked as `load` checks; weights unread)."""
+    path = Path(path)
+    meta, headers = inspect(path)
+    cfg = from_dict(meta["config"], source=f"checkpoint {path}")
+    step = meta.get("step")
+    best = meta.get("best_val_loss")
+    version = meta.get("charnn_version")
+    return {
+        "path": str(path),
+        "file_bytes": path.stat().st_size,
+        "format_version": meta["version"],
+        "charnn_version": version if isinstance(version, str) else None,
+        "cell": cfg.model.cell,
+        "vocab_size": len(meta["vocab"]),
+        "hidden_size": cfg.model.hidden_size,
+        "num_layers": cfg.model.num_layers,
+        "dtype": cfg.model.dtype,
+        "parameters": sum(_prod(h.shape) for k, h in headers.items() if not k.startswith(("optim.", "state."))),
+        "vocabulary": meta["vocab"],
+        "step": step,
+        "chars_seen": step * cfg.train.batch_size * cfg.train.seq_len if step is not None else None,
+        "best_val_loss": best if isinstance(best, (int, float)) and not isinstance(best, bool) else None,
+        "config": meta["config"],
+    }
+
+
+def _open(path: Path) -> npzsafe.Archive:
     if path.is_dir():
         hint = f" such as {path / 'best.npz'}" if (path / "best.npz").is_file() else ""
         raise CharnnError(f"{path} is a directory; give a checkpoint file{hint}")
     if not path.is_file():
         raise CharnnError(f"checkpoint {path} not found; train first (charnn train CONFIG) or give --checkpoint")
-    bad = f"checkpoint {path} is truncated or corrupted"
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise CharnnError(f"{path} is not a charnn checkpoint (not an .npz archive)")
-        with loaded as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
-        raise CharnnError(f"{bad} ({type(e).__name__}); use another checkpoint or train again") from None
-    if "meta" not in arrays:
+        return npzsafe.Archive(path)
+    except npzsafe.ArchiveError as e:
+        raise _corrupted(path, e) from None
+
+
+def _corrupted(path: Path, why) -> CharnnError:
+    return CharnnError(f"checkpoint {path} is truncated or corrupted ({why}); use another checkpoint or train again")
+
+
+def _check_layout(path: Path, archive: npzsafe.Archive) -> tuple[dict, dict[str, npzsafe.Header]]:
+    """Meta, then every member's zip size and npy header against the arrays meta says it holds."""
+    meta = _read_meta(path, archive)
+    names = set(archive.names)
+    expected = _expected_arrays(path, meta, max_layers=len(names))
+    missing = [key for key in expected if f"{key}.npy" not in names]
+    if missing:
+        raise _mismatch(path, f"member {missing[0] + '.npy'!r} is missing")
+    extra = sorted(names - {f"{key}.npy" for key in expected} - {"meta.npy"})
+    if extra:
+        raise _mismatch(path, f"it holds an unexpected member {extra[0]!r}")
+    for key, (dtype, shape) in expected.items():  # sizes from the zip directory: nothing opened yet
+        nbytes, size = dtype.itemsize * _prod(shape), archive.size(f"{key}.npy")
+        if not nbytes < size <= nbytes + npzsafe.MAX_NPY_HEADER:
+            raise _mismatch(path, f"member {key + '.npy'!r} is {size:,} bytes, its config needs {dtype} {shape}")
+    headers = {}
+    for key, (dtype, shape) in expected.items():
+        try:
+            header = archive.header(f"{key}.npy")
+        except npzsafe.ArchiveError as e:
+            raise _corrupted(path, e) from None
+        if (header.dtype, header.shape, header.fortran_order) != (dtype, shape, False):
+            order = ", Fortran order" if header.fortran_order else ""
+            raise _mismatch(path, f"member {key + '.npy'!r} holds {header.dtype} {header.shape}{order}, "
+                                  f"its config needs {dtype} {shape}")
+        if archive.size(f"{key}.npy") != header.offset + header.nbytes:
+            raise _mismatch(path, f"member {key + '.npy'!r} holds bytes beyond its array")
+        headers[key] = header
+    return meta, headers
+
+
+def _mismatch(path: Path, why: str) -> CharnnError:
+    return CharnnError(f"checkpoint {path} does not hold what its config describes: {why}; "
+                       "it is corrupted, use another checkpoint")
+
+
+def _prod(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _read_meta(path: Path, archive: npzsafe.Archive) -> dict:
+    """The JSON metadata, read only once its stated size is known to be small."""
+    if "meta.npy" not in archive.names:
         raise CharnnError(f"{path} is not a charnn checkpoint (no meta entry)")
+    bad = f"checkpoint {path} is truncated or corrupted (unreadable meta"
+    if archive.size("meta.npy") > npzsafe.MAX_NPY_HEADER + 4 * MAX_META_CHARS:
+        raise CharnnError(f"{bad}: {archive.size('meta.npy'):,} bytes, more than {4 * MAX_META_CHARS:,} "
+                          "accepted); use another checkpoint or train again")
     try:
-        meta = json.loads(str(arrays.pop("meta")))
-    except ValueError:
-        raise CharnnError(f"{bad} (unreadable meta); use another checkpoint or train again") from None
+        header = archive.header("meta.npy")
+        if header.dtype.kind != "U" or header.shape != ():
+            raise npzsafe.ArchiveError(f"meta holds {header.dtype} {header.shape}, not text")
+        meta = json.loads(str(archive.read("meta.npy", header)[()]))
+    except (npzsafe.ArchiveError, ValueError, RecursionError) as e:
+        raise CharnnError(f"{bad}: {npzsafe.one_line(e)}); use another checkpoint or train again") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise CharnnError(f"{path} is not a charnn checkpoint (format {found!r})")
@@ -151,27 +272,40 @@ def load(path: str | Path) -> Checkpoint:
             f"{path} has checkpoint format version {meta.get('version')!r}; this charnn reads version "
             f"{VERSION}: use the charnn version that wrote it"
         )
-    optim = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
-    hidden_keys = sorted((k for k in arrays if k.startswith("state.")), key=lambda k: int(k.split(".")[1]))
-    hidden = [arrays[k] for k in hidden_keys]
-    params = {k: v for k, v in arrays.items() if not k.startswith(("optim.", "state."))}
-    _check_params(path, params, meta)
-    return Checkpoint(params=params, meta=meta, optim_state=optim, hidden=hidden)
+    return meta
 
 
-def _check_params(path: Path, params: dict[str, np.ndarray], meta: dict) -> None:
+def _expected_arrays(path: Path, meta: dict, max_layers: int) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    """Key -> (dtype, shape) of every array a checkpoint with this meta holds (meta aside).
+
+    Parameters as model.param_shapes, optimizer slots as optim.init_state gives them, and one
+    carried state per layer, (train.batch_size, state width). `max_layers` bounds the layer
+    count before any per-layer work, since meta may claim anything.
+    """
+    vocab = meta.get("vocab")
+    if not isinstance(vocab, list) or not all(isinstance(c, str) and len(c) == 1 for c in vocab):
+        raise CharnnError(f"checkpoint {path} has incomplete metadata (vocab); use another checkpoint")
+    if "config" not in meta or not isinstance(meta.get("step", 0), int) or meta.get("step", 0) < 0:
+        raise CharnnError(f"checkpoint {path} has incomplete metadata (config or step); use another checkpoint")
+    cfg = from_dict(meta["config"], source=f"checkpoint {path}")
+    m, t = cfg.model, cfg.train
+    if m.num_layers > max_layers:
+        raise _mismatch(path, f"its config has {m.num_layers} layers, more than it has members")
+    dtype = np.dtype(m.dtype)
     try:
-        cfg = meta["config"]["model"]
-        expected = model.param_shapes(len(meta["vocab"]), cfg["hidden_size"], cfg["num_layers"], cfg.get("cell", "rnn"))
-    except (KeyError, TypeError):
-        raise CharnnError(f"checkpoint {path} has incomplete metadata; use another checkpoint") from None
-    got = {k: v.shape for k, v in params.items()}
-    if got != expected:
-        raise CharnnError(f"checkpoint {path} does not hold the parameters its config describes; it is corrupted")
-    try:
-        model.check_finite(params)
+        shapes = model.param_shapes(len(vocab), m.hidden_size, m.num_layers, m.cell)
     except CharnnError as e:
         raise CharnnError(f"checkpoint {path}: {e}") from None
+    expected = {key: (dtype, shape) for key, shape in shapes.items()}
+    # the optimizer's slots, learnt from init_state on empty stand-ins (nothing large is allocated)
+    for key, value in init_state(OptimizerSpec(name=t.optimizer), {k: np.empty(0, dtype) for k in shapes}).items():
+        param = key.partition(".")[2]
+        expected[f"optim.{key}"] = (value.dtype, shapes[param] if param in shapes else value.shape)
+    # the state width per hidden unit (1, or 2 for the LSTM's [h | c]), asked of a one-unit model
+    per_unit = model.state_width({k: np.empty(s) for k, s in model.param_shapes(1, 1, 1, m.cell).items()})
+    for layer in range(m.num_layers):
+        expected[f"state.{layer}"] = (dtype, (t.batch_size, per_unit * m.hidden_size))
+    return expected
 
 
 def most_recent(runs_dir: str | Path = "runs", name: str = "best.npz") -> Path:

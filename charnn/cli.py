@@ -359,6 +359,29 @@ def inspect_gradients(
             )
 
 
+@app.command()
+@_friendly
+def info(
+    checkpoint_path: Path = typer.Argument(..., metavar="CHECKPOINT", help="Checkpoint (.npz) to describe."),
+    as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print one JSON object instead of tables."),
+) -> None:
+    """Show what a checkpoint holds, from its headers and metadata, without loading its weights.
+
+    Format and charnn version, cell and sizes, parameter count, vocabulary, step, characters seen, best validation loss and the config. A damaged or hostile file is refused as sample and eval would refuse it.
+
+    Example: charnn info runs/hello/best.npz --json
+    """
+    from charnn.display import checkpoint_tables, stdout_console
+
+    summary = checkpoint.describe(checkpoint_path)
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        console = stdout_console()
+        for table in checkpoint_tables(summary):
+            console.print(table)
+
+
 data_app = typer.Typer(help="Prepare corpora ahead of training, or write synthetic ones.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from charnn.errors import CharnnError
 from charnn.evaluate import LN2
@@ -326,3 +328,35 @@ def synth_table(name: str, summary: dict) -> Table:
     table.add_row("loss without that memory", f"{summary['nomem_nats_per_char']:.4f} nats/char")
     table.add_row("recoverable by memory", f"{summary['recoverable_nats_per_char']:.4f} nats/char")
     return table
+
+
+def checkpoint_tables(info: dict, max_vocab_chars: int = 200) -> list[Table]:
+    """The `charnn info` report: what the checkpoint holds, then its config as dotted keys."""
+    table = Table(title=f"checkpoint {info['path']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    vocab = "".join(info["vocabulary"])
+    more = len(vocab) - max_vocab_chars
+    shown = repr(vocab[:max_vocab_chars]) + (f" ... ({more:,} more)" if more > 0 else "")
+    step = info["step"]
+    rows = [
+        ("format", f"charnn-checkpoint version {info['format_version']}, "
+                   f"written by charnn {info['charnn_version'] or '?'}"),
+        ("model", f"{info['cell']}, {info['num_layers']} x {info['hidden_size']} units, {info['dtype']}"),
+        ("parameters", f"{info['parameters']:,}"),
+        ("vocabulary", f"{info['vocab_size']} symbols: {shown}"),
+        ("step", "-" if step is None else f"{step:,}"),
+        ("characters seen", "-" if info["chars_seen"] is None else f"{info['chars_seen']:,}"),
+        ("best val loss", "-" if info["best_val_loss"] is None else
+         f"{info['best_val_loss']:.4f} nats/char ({info['best_val_loss'] / LN2:.3f} bits/char)"),
+        ("file", f"{info['file_bytes']:,} bytes"),
+    ]
+    for key, value in rows:
+        table.add_row(key, Text(value))  # Text: a vocabulary may hold [ ] that rich would read as markup
+    config = Table(title="config", show_header=False, title_justify="left")
+    config.add_column(style="bold")
+    config.add_column()
+    for section, values in info["config"].items():
+        for key, value in (values or {}).items():
+            config.add_row(Text(f"{section}.{key}"), Text(json.dumps(value, ensure_ascii=False)))
+    return [table, config]

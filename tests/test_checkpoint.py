@@ -2,7 +2,6 @@
 
 import json
 import os
-import zipfile
 
 import numpy as np
 import pytest
@@ -10,15 +9,22 @@ import pytest
 from charnn import checkpoint, model
 from charnn.config import Config, to_dict
 from charnn.errors import CharnnError
+from charnn.optim import OptimizerSpec, init_state
 
 
 def make_checkpoint():
+    """A small checkpoint laid out as `charnn train` writes one: params, optimizer state, carried state."""
     cfg = to_dict(Config())
+    cfg["data"]["text"] = "abé"
+    cfg["run"]["name"] = "test"
     cfg["model"].update(hidden_size=4, num_layers=2)
+    cfg["train"].update(batch_size=2)
     params = model.init_params(3, 4, 2, rng=np.random.default_rng(0))
     meta = {"vocab": ["a", "b", "é"], "config": cfg, "step": 7}
+    optim = init_state(OptimizerSpec(name=cfg["train"]["optimizer"]), params)
+    optim["t"] += 7
     hidden = [np.ones((2, 4), np.float32), np.zeros((2, 4), np.float32)]
-    return checkpoint.Checkpoint(params, meta, {"m.head.b_y": np.ones(3), "t": np.array(7)}, hidden)
+    return checkpoint.Checkpoint(params, meta, optim, hidden)
 
 
 def test_round_trip_and_readable_without_pickle(tmp_path):
@@ -89,7 +95,9 @@ def test_nan_parameter_on_load_is_reported(tmp_path):
     ckpt = make_checkpoint()
     ckpt.params["head.W_hy"][0, 0] = np.nan
     arrays = dict(ckpt.params, meta=np.array(json.dumps(dict(ckpt.meta, format="charnn-checkpoint", version=1))))
-    np.savez(tmp_path / "c.npz", **arrays)  # written by something other than charnn
+    arrays.update({f"optim.{k}": v for k, v in ckpt.optim_state.items()})
+    arrays.update({f"state.{i}": h for i, h in enumerate(ckpt.hidden)})
+    np.savez(tmp_path / "c.npz", **arrays)  # written by something other than charnn (which refuses NaN)
     with pytest.raises(CharnnError, match="head.W_hy contains NaN"):
         checkpoint.load(tmp_path / "c.npz")
 
