@@ -34,10 +34,10 @@ def write_checkpoint(path: Path, cell: str, hidden: int, layers: int, vocab: int
     cfg["train"].update(optimizer="adamw", batch_size=batch)
     rng = np.random.default_rng(0)
     params = model.init_params(vocab, hidden, layers, rng=rng, cell=cell)
-    optim = init_state(OptimizerSpec(name="adamw"), params)
+    optim = init_state(OptimizerSpec(optimizer="adamw"), params)
     for v in optim.values():
         v += 1  # not zeros, as after training
-    hidden_state = [np.ones_like(h) for h in model.zero_state(params, batch)]
+    hidden_state = [np.ones_like(h) for h in model.zero_state(params, batch, cell)]
     chars = [chr(33 + i) for i in range(vocab)]
     meta = {"charnn_version": __version__, "vocab": chars, "config": cfg, "step": 1000,
             "history": [{"step": s, "val_loss": 1.5} for s in range(0, 1000, 100)]}

@@ -29,7 +29,7 @@ def main() -> None:
         times = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            report = gradients.analyse(params, windows)
+            report = gradients.analyse(params, windows, "rnn")
             times.append(time.perf_counter() - start)
         layer = report.layers[0]
         print(f"init {init} {scale}: median {np.median(times):.2f} s (min {min(times):.2f}), verdict {layer.verdict}, "

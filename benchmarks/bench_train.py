@@ -1,14 +1,9 @@
 #!/usr/bin/env python
 """Training throughput of charnn's full step, in characters per second, with PyTorch as a yardstick.
 
-One training step is exactly what the trainer does per chunk:
-
-    loss, last, cache = model.forward(params, ids, targets, h0)
-    grads, _ = model.backward(params, cache)
-    clip_gradients(grads, 5.0, "norm")
-    apply_update(OptimizerSpec("adam"), params, grads, state, lr)
-
-with B*T characters per step, float32, a single layer, T=64 and V=65 by default. For each
+One training step is exactly what the trainer does per chunk, charnn.train.train_step:
+forward, backward, a finiteness guard, clip_gradients(grads, 5.0, "norm") and an Adam update,
+with the trainer's reusable workspace, B*T characters per step, float32, a single layer, T=64 and V=65 by default. For each
 (H, B) size the script prints the median chars/s over several timed repeats (after warm-up),
 the implied GFLOP/s (6*(H^2 + H*V) FLOPs per character: 2 forward, 4 backward, for the
 recurrent and the head matrices; the layer-0 input lookup costs no FLOPs) and that rate as a
@@ -24,7 +19,10 @@ Finally the speed of sampling (one stream, 512 hidden units) is measured.
     python benchmarks/bench_train.py                        # all sizes, random ids
     python benchmarks/bench_train.py --sizes 128x32,512x64  # a subset
     python benchmarks/bench_train.py --text data/tinyshakespeare.txt
-    python benchmarks/bench_train.py --model /tmp/old_model.py  # another model.py, same API
+    python benchmarks/bench_train.py --baseline /path/to/old/checkout  # before/after, same run
+
+--baseline times the same step of another checkout (a `git worktree` of an earlier commit) in
+a worker process, its repeats interleaved with this checkout's, and prints the ratio.
 """
 
 from __future__ import annotations
@@ -42,12 +40,16 @@ from pathlib import Path
 
 import numpy as np
 
-# run from a checkout without installing: make `import charnn` find the repository, last,
-# so that PYTHONPATH=/path/to/another/checkout still picks that one (before/after timings)
+# the checkout to time: --checkout DIR (a baseline worker) comes first on sys.path; otherwise this
+# repository, appended last, so an installed charnn or PYTHONPATH still wins
 _ROOT = Path(__file__).resolve().parent.parent
-if str(_ROOT) not in sys.path:
+if "--checkout" in sys.argv:
+    sys.path.insert(0, str(Path(sys.argv[sys.argv.index("--checkout") + 1]).resolve()))
+elif str(_ROOT) not in sys.path:
     sys.path.append(str(_ROOT))
 
+import charnn  # noqa: E402
+from charnn import model as charnn_model  # noqa: E402
 from charnn.optim import OptimizerSpec, apply_update, clip_gradients, init_state  # noqa: E402
 
 DEFAULT_SIZES = "128x32,256x64,512x64,1024x128"
@@ -75,18 +77,6 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     if not sizes:
         raise SystemExit("--sizes names no size")
     return sizes
-
-
-def load_model(spec: str):
-    """A module with charnn.model's API: a dotted module name or a path to a .py file."""
-    if spec.endswith(".py"):
-        path = Path(spec).resolve()
-        mod_spec = importlib.util.spec_from_file_location(f"_bench_model_{path.stem}", path)
-        module = importlib.util.module_from_spec(mod_spec)
-        sys.modules[mod_spec.name] = module
-        mod_spec.loader.exec_module(module)
-        return module
-    return importlib.import_module(spec)
 
 
 def blas_info() -> tuple[str, int | None, object]:
@@ -135,27 +125,103 @@ class Batches:
 
 
 class NumpyStep:
-    def __init__(self, model, H: int, B: int, T: int, V: int, batches: Batches, seed: int, cell: str = "rnn"):
-        self.model = model
-        kw = {"cell": cell} if cell != "rnn" else {}  # --model files from before the cells had no such argument
-        self.params = model.init_params(V, H, 1, rng=np.random.default_rng(seed), dtype=np.float32, **kw)
-        self.spec = OptimizerSpec("adam")
-        self.state = init_state(self.spec, self.params)
-        self.h = model.zero_state(self.params, B)
+    """charnn's training step: train_step where the checkout has the cell interface, else the
+    forward / backward / clip / update it used to spell out (so older checkouts can be timed)."""
+
+    def __init__(self, H: int, B: int, T: int, V: int, batches: Batches, seed: int, cell: str = "rnn"):
+        m = charnn_model
+        self.cell = cell
+        kw = {"cell": cell} if cell != "rnn" else {}  # checkouts from before the gated cells had no such argument
+        self.params = m.init_params(V, H, 1, rng=np.random.default_rng(seed), dtype=np.float32, **kw)
         self.batches = batches
         self.loss = float("nan")
+        try:
+            from charnn.config import ModelConfig, TrainConfig
+            from charnn.train import TrainState, optimizer_spec, train_step
+            from charnn.workspace import Workspace
+
+            self.new_api = "ws" in inspect.signature(train_step).parameters
+        except ImportError:
+            self.new_api = False
+        if self.new_api:
+            from charnn.checkpoint import Progress
+
+            self.t, self.m = TrainConfig(grad_clip=CLIP, lr=LR), ModelConfig(cell=cell, hidden_size=H)
+            self.spec, self.ws, self.train_step = optimizer_spec(self.t), Workspace(), train_step
+            self.state = TrainState(self.params, init_state(self.spec, self.params),
+                                    m.zero_state(self.params, B, cell), np.random.default_rng(seed), Progress())
+        else:
+            self.spec = OptimizerSpec("adam")
+            self.optim_state = init_state(self.spec, self.params)
+            self.h = m.zero_state(self.params, B)
 
     def __call__(self) -> None:
-        m = self.model
         ids, targets = self.batches.next()
+        if self.new_api:
+            self.loss = self.train_step(self.state, ids, targets, self.spec, LR, self.t, self.m, self.ws).loss
+            return
+        m = charnn_model
         loss, self.h, cache = m.forward(self.params, ids, targets, self.h)
         grads, _ = m.backward(self.params, cache)
+        del cache  # back to the old checkouts' pool
         clip_gradients(grads, CLIP, "norm")
-        apply_update(self.spec, self.params, grads, self.state, LR)
+        apply_update(self.spec, self.params, grads, self.optim_state, LR)
         self.loss = loss
 
     def sync(self) -> None:
         pass
+
+
+class BaselineWorker:
+    """The same step of another checkout, in a worker process driven line by line over a pipe."""
+
+    def __init__(self, checkout: str, args, H: int, B: int):
+        import subprocess
+
+        cmd = [sys.executable, "-u", __file__, "--worker", "--checkout", checkout, "--cell", args.cell,
+               "--seq-len", str(args.seq_len), "--vocab", str(args.vocab), "--seed", str(args.seed),
+               "--warmup", str(args.warmup), "--repeat-seconds", str(args.repeat_seconds)]
+        if args.text:
+            cmd += ["--text", args.text]
+        self.proc = subprocess.Popen(cmd + ["--sizes", f"{H}x{B}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        self.n = int(self._ask("setup"))
+        self.loss = float("nan")
+
+    def _ask(self, line: str) -> str:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if not answer:
+            raise SystemExit(f"the baseline worker stopped (exit {self.proc.wait()})")
+        return answer.strip()
+
+    def time(self, n: int) -> float:
+        seconds, self.loss = map(float, self._ask(f"time {n}").split())
+        return seconds
+
+    def close(self) -> None:
+        self._ask("quit")
+        self.proc.wait()
+
+
+def worker(args) -> int:
+    """--worker: answer `setup`, `time N` and `quit` lines for one size (see BaselineWorker)."""
+    (H, B), = parse_sizes(args.sizes)
+    step = None
+    for line in sys.stdin:
+        command = line.split()
+        if command[0] == "setup":
+            step = NumpyStep(H, B, args.seq_len, args.vocab, Batches(B, args.seq_len, args.vocab, None, args.seed),
+                             args.seed, args.cell)
+            print(steps_for(step, args.repeat_seconds, args.warmup), flush=True)
+        elif command[0] == "time":
+            dt = time_steps(step, int(command[1]))
+            print(dt, step.loss, flush=True)
+        else:
+            print("bye", flush=True)
+            return 0
+    return 0
 
 
 class TorchStep:
@@ -207,9 +273,19 @@ class OtherLoad:
     Timings are only comparable on an otherwise idle machine; this says when it wasn't.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, own_pids: tuple[int, ...] = ()) -> None:
         self.ok = os.path.exists("/proc/stat")
+        self.own_pids = own_pids  # our own worker processes (a --baseline worker) are not "others"
         self.start()
+
+    def _own(self) -> float:
+        t = os.times()
+        total = t.user + t.system
+        for pid in self.own_pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        return total
 
     @staticmethod
     def _busy() -> float:
@@ -219,15 +295,13 @@ class OtherLoad:
 
     def start(self) -> None:
         if self.ok:
-            t = os.times()
-            self.t0, self.busy0, self.own0 = time.perf_counter(), self._busy(), t.user + t.system
+            self.t0, self.busy0, self.own0 = time.perf_counter(), self._busy(), self._own()
 
     def fraction(self) -> float | None:
         if not self.ok:
             return None
-        t = os.times()
         wall = (time.perf_counter() - self.t0) * (os.cpu_count() or 1)
-        others = (self._busy() - self.busy0) - (t.user + t.system - self.own0)
+        others = (self._busy() - self.busy0) - (self._own() - self.own0)
         return max(0.0, others / wall) if wall > 0 else None
 
 
@@ -314,6 +388,7 @@ def call_project_sampler(fn, params, n: int, seed: int):
     V = params["head.W_hy"].shape[1]
     known = {
         "params": params,
+        "cell": "rnn",
         "vocab": Vocab(tuple(chr(0x100 + i) for i in range(V))),
         "prime": "",
         "n": n,
@@ -380,7 +455,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, help="BLAS / torch threads (default: NumPy BLAS's current count)")
     ap.add_argument("--settle", type=float, default=0.2,
                     help="seconds of sleep before each repeat when switching frameworks (default 0.2)")
-    ap.add_argument("--model", default="charnn.model", help="module or .py path with charnn.model's API")
+    ap.add_argument("--baseline", metavar="DIR", help="also time this checkout's step (e.g. a git worktree of an "
+                    "earlier commit), interleaved, and print new/baseline")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--checkout", help=argparse.SUPPRESS)
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     ap.add_argument("--peak-size", type=int, default=2048, help="n of the n x n GEMM peak measurement")
     ap.add_argument("--sample-hidden", type=int, default=512)
@@ -389,10 +467,12 @@ def main(argv=None) -> int:
     ap.add_argument("--cell", default="rnn", choices=["rnn", "lstm", "gru"],
                     help="recurrent cell; compared with torch.nn.RNN, nn.LSTM or nn.GRU")
     args = ap.parse_args(argv)
+    if args.worker:
+        return worker(args)
 
     sizes = parse_sizes(args.sizes)
     T = args.seq_len
-    model = load_model(args.model)
+    model = charnn_model
 
     text_ids = None
     V = args.vocab
@@ -430,7 +510,7 @@ def main(argv=None) -> int:
     print(f"  torch: {torch_note}")
     if env:
         print(f"  env: {' '.join(f'{k}={v}' for k, v in sorted(env.items()))}")
-    print(f"  model: {model.__name__} ({getattr(model, '__file__', '?')})")
+    print(f"  charnn: {Path(charnn.__file__).parent.parent}" + (f"; baseline: {args.baseline}" if args.baseline else ""))
     print(f"  data: {'text ' + args.text if args.text else 'random ids'}, T={T}, V={V}, float32, 1 layer, "
           f"cell {args.cell}, adam lr={LR}, clip norm {CLIP}")
     peak = measure_peak(args.peak_size)
@@ -441,6 +521,8 @@ def main(argv=None) -> int:
     print()
 
     header = f"{'H':>5} {'B':>4} {'numpy chars/s':>14} {'GFLOP/s':>8} {'%peak':>6}"
+    if args.baseline:
+        header += f" {'baseline':>14} {'new/base':>8} {'paired':>7}"
     if torch:
         header += f" {'torch chars/s':>14} {'GFLOP/s':>8} {'np/torch':>8} {'paired':>7}"
     print(header)
@@ -450,29 +532,34 @@ def main(argv=None) -> int:
         chars = B * T
         gates = {"rnn": 1, "lstm": 4, "gru": 3}[args.cell]
         flops_per_char = 6.0 * (gates * H * H + H * V)  # recurrent GEMMs and the head; the input is a lookup
-        np_step = NumpyStep(model, H, B, T, V, batches, args.seed, args.cell)
-        n_np = steps_for(np_step, args.repeat_seconds, args.warmup)
-        th_step = None
+        np_step = NumpyStep(H, B, T, V, batches, args.seed, args.cell)
+        runners = {"np": (lambda n: time_steps(np_step, n), steps_for(np_step, args.repeat_seconds, args.warmup))}
+        base = BaselineWorker(args.baseline, args, H, B) if args.baseline else None
+        if base:
+            runners["base"] = (base.time, base.n)
         if torch:
             th_step = TorchStep(torch, H, B, T, V, Batches(B, T, V, text_ids, args.seed), args.seed, args.cell)
-            n_th = steps_for(th_step, args.repeat_seconds, args.warmup)
-        np_rates, th_rates = [], []
-        load = OtherLoad()
+            runners["th"] = (lambda n: time_steps(th_step, n), steps_for(th_step, args.repeat_seconds, args.warmup))
+        rates = {kind: [] for kind in runners}
+        load = OtherLoad((base.proc.pid,) if base else ())
         for r in range(args.repeats):
-            # alternate which goes first so neither always follows the other
-            order = [("np", np_step, n_np), ("th", th_step, n_th if torch else 0)]
-            if r % 2:
-                order.reverse()
-            for kind, step, n in order:
-                if step is None:
-                    continue
+            order = list(runners.items())
+            order = order[r % len(order):] + order[:r % len(order)]  # rotate: none always follows another
+            for kind, (run, n) in order:
                 if torch and args.settle > 0:
                     time.sleep(args.settle)  # let the other library's worker threads stop spinning
-                dt = time_steps(step, n)
-                (np_rates if kind == "np" else th_rates).append(n * chars / dt)
+                rates[kind].append(n * chars / run(n))
+        others = load.fraction()
+        if base:
+            base.close()
+        np_rates, th_rates = rates["np"], rates.get("th", [])
         np_rate = statistics.median(np_rates)
         gflops = np_rate * flops_per_char / 1e9
         line = f"{H:>5} {B:>4} {np_rate:>14,.0f} {gflops:>8.1f} {100 * gflops / peak:>5.1f}%"
+        if base:
+            base_rate = statistics.median(rates["base"])
+            paired = statistics.median(a / b for a, b in zip(np_rates, rates["base"]))
+            line += f" {base_rate:>14,.0f} {np_rate / base_rate:>8.3f} {paired:>7.3f}"
         th_rate = None
         if torch:
             th_rate = statistics.median(th_rates)
@@ -482,7 +569,6 @@ def main(argv=None) -> int:
         print(line, flush=True)
         if not np.isfinite(np_step.loss):
             print(f"      warning: NumPy loss is {np_step.loss}")
-        others = load.fraction()
         if others is not None and others > 0.05:
             print(f"      warning: other processes used {100 * others:.0f}% of the CPUs meanwhile; "
                   "these numbers are unreliable, rerun on an idle machine")

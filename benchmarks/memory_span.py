@@ -27,7 +27,8 @@ import numpy as np
 from charnn import checkpoint, gradients, synth
 from charnn.config import from_dict
 from charnn.evaluate import evaluate_ids
-from charnn.train import load_corpus, train
+from charnn.data import load_corpus
+from charnn.train import train
 
 CELLS = {"rnn": 130, "lstm": 64, "gru": 74}  # hidden sizes giving ~19.5k parameters with 9 symbols
 FULL = {2: 40, 5: 40, 10: 80, 20: 100, 40: 120, 80: 150}  # K -> seconds of training
@@ -79,13 +80,13 @@ def main() -> None:
                 previous = tmp / "runs" / cfg.run.name / "latest.npz"
                 params = checkpoint.load(previous).params
                 val = load_corpus(cfg).val
-                loss = evaluate_ids(params, val).nats_per_char
+                loss = evaluate_ids(params, val, cell=cell).nats_per_char
                 n_train = TEXT_CHARS - len(val)
                 best = float(texts[lag].best[n_train:].mean())
                 nomem = float(texts[lag].nomem[n_train:].mean())
                 fraction = synth.fraction_learned(loss, best, nomem)
                 windows = gradients.sample_windows(val, 100, 4, np.random.default_rng(0))
-                horizon = gradients.analyse(params, windows).layers[0].horizon
+                horizon = gradients.analyse(params, windows, cell).layers[0].horizon
                 param_count = sum(p.size for p in params.values())
                 rows.append({"cell": cell, "K": lag, "params": param_count, "seconds": round(result.elapsed_s, 1),
                              "steps": result.step, "loss": round(loss, 4), "best": round(best, 4),

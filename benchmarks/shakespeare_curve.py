@@ -20,7 +20,8 @@ from pathlib import Path
 from charnn import checkpoint
 from charnn.config import dump_yaml, load_config
 from charnn.evaluate import evaluate_ids
-from charnn.train import Callback, load_corpus, train
+from charnn.data import load_corpus
+from charnn.train import Callback, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,8 +62,8 @@ def main() -> None:
         corpus = load_corpus(cfg)
         final = checkpoint.load(run_dir / "latest.npz")
         best = checkpoint.load(run_dir / "best.npz")
-        exact_final = evaluate_ids(final.params, corpus.val).nats_per_char
-        exact_best = evaluate_ids(best.params, corpus.val).nats_per_char
+        exact_final = evaluate_ids(final.params, corpus.val, cell=final.cell).nats_per_char
+        exact_best = evaluate_ids(best.params, corpus.val, cell=best.cell).nats_per_char
     print(f"\nsteps {result.step}, {result.chars:,} chars in {result.elapsed_s:.0f} s of training "
           f"({result.chars / result.elapsed_s:,.0f} chars/s), {wall:.0f} s wall")
     print(f"train loss (smoothed) {result.train_loss:.4f}")

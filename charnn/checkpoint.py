@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charnn import __version__, model, npzsafe
+from charnn import __version__, cells, model, npzsafe
 from charnn.config import from_dict
 from charnn.errors import CharnnError
 from charnn.optim import OptimizerSpec, init_state
@@ -82,6 +82,10 @@ class Checkpoint:
     @property
     def vocab_chars(self) -> list[str]:
         return self.meta["vocab"]
+
+    @property
+    def cell(self) -> str:
+        return self.config["model"].get("cell", "rnn")
 
     @property
     def config(self) -> dict:
@@ -298,13 +302,12 @@ def _expected_arrays(path: Path, meta: dict, max_layers: int) -> dict[str, tuple
         raise CharnnError(f"checkpoint {path}: {e}") from None
     expected = {key: (dtype, shape) for key, shape in shapes.items()}
     # the optimizer's slots, learnt from init_state on empty stand-ins (nothing large is allocated)
-    for key, value in init_state(OptimizerSpec(name=t.optimizer), {k: np.empty(0, dtype) for k in shapes}).items():
+    for key, value in init_state(OptimizerSpec(optimizer=t.optimizer), {k: np.empty(0, dtype) for k in shapes}).items():
         param = key.partition(".")[2]
         expected[f"optim.{key}"] = (value.dtype, shapes[param] if param in shapes else value.shape)
-    # the state width per hidden unit (1, or 2 for the LSTM's [h | c]), asked of a one-unit model
-    per_unit = model.state_width({k: np.empty(s) for k, s in model.param_shapes(1, 1, 1, m.cell).items()})
+    width = cells.get(m.cell).state_width(m.hidden_size)
     for layer in range(m.num_layers):
-        expected[f"state.{layer}"] = (dtype, (t.batch_size, per_unit * m.hidden_size))
+        expected[f"state.{layer}"] = (dtype, (t.batch_size, width))
     return expected
 
 

@@ -183,7 +183,7 @@ def sample(
     Example: charnn sample --seed h --greedy
     """
     from charnn.display import TextStream
-    from charnn.sample import check_options, generate
+    from charnn.sample import generate
     from charnn.vocab import Vocab, from_symbols, to_symbols
 
     ckpt = _load_checkpoint(checkpoint_path)
@@ -191,12 +191,11 @@ def sample(
     length = defaults.get("length", 200) if length is None else length
     temperature = defaults.get("temperature", 1.0) if temperature is None else temperature
     top_k = defaults.get("top_k", 0) if top_k is None else top_k
-    check_options(length, temperature, top_k, greedy)
     vocab = Vocab(tuple(ckpt.vocab_chars))
     encoding = ckpt.config["data"].get("encoding", "utf-8")
     prime = _map_rare(vocab, to_symbols(seed, encoding), "--seed")
     rng = np.random.default_rng(rng_seed)
-    draw = functools.partial(generate, ckpt.params, vocab, prime, length, temperature=temperature, top_k=top_k,
+    draw = functools.partial(generate, ckpt.params, ckpt.cell, vocab, prime, length, temperature=temperature, top_k=top_k,
                              greedy=greedy, rng=rng)
     if as_json:
         start = time.perf_counter()
@@ -251,12 +250,13 @@ def eval_(
     if split is not None:
         cfg = from_dict(ckpt.config, source=str(checkpoint_path or "checkpoint"))
         ids = checkpoint_split(cfg, vocab.chars, ckpt.meta.get("corpus_sha256"), split)
-        result, name = evaluate_ids(ckpt.params, ids, streams=streams).as_dict(), f"the {split} split"
+        result, name = evaluate_ids(ckpt.params, ids, cell=ckpt.cell, streams=streams).as_dict(), f"the {split} split"
     else:
         with tempfile.TemporaryDirectory(prefix="charnn-eval-") as folder:
             encoded = encode_file(text_file, vocab, ckpt.config["data"].get("encoding", "utf-8"), folder)
             _note_mapped(encoded.replaced, str(text_file))
-            result, name = evaluate_ids(ckpt.params, encoded.ids, streams=streams).as_dict(), str(text_file)
+            result = evaluate_ids(ckpt.params, encoded.ids, cell=ckpt.cell, streams=streams).as_dict()
+            name = str(text_file)
     if as_json:
         typer.echo(json.dumps(result))
     else:
@@ -293,12 +293,11 @@ def inspect_gradients(
 
     Example: charnn inspect-gradients --config configs/demo.yaml --init-std 1.0
     """
-    from charnn.config import from_dict, load_config
+    from charnn import subject
     from charnn.corpus import read_text_file
-    from charnn.data import load_corpus
     from charnn.display import check_plot_target, gradient_tables, plot_gradients, stderr_console, stdout_console
     from charnn.gradients import inspect_model
-    from charnn.vocab import Vocab, to_symbols
+    from charnn.vocab import to_symbols
 
     if checkpoint_path is not None and config is not None:
         raise CharnnError("give either --checkpoint or --config, not both")
@@ -306,40 +305,17 @@ def inspect_gradients(
         raise CharnnError("give either --text or --text-file, not both")
     if init_std is not None and config is None:
         raise CharnnError("--init-std applies to a fresh model: use it with --config")
-    if init_std is not None and not init_std > 0:
-        raise CharnnError(f"--init-std must be > 0 (got {init_std})")
     if plot is not None:
         check_plot_target(plot)  # before any work
     if text_file is not None:
         text = read_text_file(text_file)
-    clip_fraction = None
-    if config is not None:
-        overrides = list(set_) + ([f"model.init_scale={init_std}", "model.init=normal"] if init_std else [])
-        cfg = load_config(config, overrides)
-        corpus = load_corpus(cfg)
-        m = cfg.model
-        params = model.init_params(corpus.vocab.size, m.hidden_size, m.num_layers, init=m.init, scale=m.init_scale,
-                                   rng=np.random.default_rng(cfg.run.seed), dtype=np.float64, cell=m.cell)
-        vocab, encoding = corpus.vocab, cfg.data.encoding
-    else:
-        try:
-            ckpt = _load_checkpoint(checkpoint_path)
-        except CharnnError as e:
-            if checkpoint_path is None:
-                raise CharnnError(f"{e}; or analyse a fresh model with --config CONFIG.yaml") from None
-            raise
-        params, vocab = ckpt.params, Vocab(tuple(ckpt.vocab_chars))
-        encoding = ckpt.config["data"].get("encoding", "utf-8")
-        step = ckpt.meta.get("step") or 0
-        clip_fraction = ckpt.meta["clip_count"] / step if step and "clip_count" in ckpt.meta else None
-        corpus = load_corpus(from_dict(ckpt.config, source=str(checkpoint_path or "checkpoint"))) if text is None else None
-    corpus_ids = None
+    need_corpus = text is None
+    what = subject.fresh(config, set_, init_std, need_corpus) if config else subject.trained(checkpoint_path, need_corpus)
     if text is not None:
-        text = _map_rare(vocab, to_symbols(text, encoding), "the text")
-    else:
-        corpus_ids = corpus.val if len(corpus.val) >= max(steps or 0, 2) + 1 else corpus.train
-    report = inspect_model(params, vocab, steps=steps, text=text, corpus_ids=corpus_ids, windows=windows,
-                           rng_seed=rng_seed, clip_fraction=clip_fraction, check=check)
+        text = _map_rare(what.vocab, to_symbols(text, what.encoding), "the text")
+    report = inspect_model(what.params, what.cell, what.vocab, steps=steps, text=text, windows=windows,
+                           corpus_ids=None if text is not None else what.windows_source(steps), rng_seed=rng_seed,
+                           clip_fraction=what.clip_fraction, check=check)
     if report.note:
         stderr_console().print(f"note: {report.note}", markup=False)
     if as_json:

@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from charnn.errors import CharnnError
-from charnn.model import CELLS, INITS
+from charnn.cells import CELLS
+from charnn.model import INITS
 from charnn.optim import CLIP_MODES, OPTIMIZERS, SCHEDULES
 
 DTYPES = ("float32", "float64")

@@ -163,10 +163,17 @@ class TrainProgress(Callback):
             self._progress = None
 
 
-def summary_table(result: TrainResult) -> Table:
-    table = Table(title="training summary", show_header=False, title_justify="left")
+def key_value_table(title: str, rows, justify: str = "left") -> Table:
+    """A two-column table, keys in bold; values are plain text (never read as rich markup)."""
+    table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(justify=justify)
+    for key, value in rows:
+        table.add_row(Text(key), Text(value))
+    return table
+
+
+def summary_table(result: TrainResult) -> Table:
     rows = [
         ("run directory", str(result.run_dir)),
         ("steps", f"{result.step:,} ({result.stop_reason})"),
@@ -178,20 +185,16 @@ def summary_table(result: TrainResult) -> Table:
         ("clipped steps", f"{100 * result.clip_fraction:.1f}%"),
         ("time", f"{result.elapsed_s:.1f} s ({result.chars / max(result.elapsed_s, 1e-9):,.0f} chars/s)"),
     ]
-    for key, value in rows:
-        table.add_row(key, value)
-    return table
+    return key_value_table("training summary", rows)
+
+
+_EVAL_ROWS = (("nats/char", "nats_per_char", ".4f"), ("bits/char", "bits_per_char", ".4f"),
+              ("perplexity", "perplexity", ".3f"), ("characters predicted", "chars", ","))
 
 
 def eval_table(name: str, result: dict) -> Table:
-    table = Table(title=f"loss of {name}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    table.add_row("nats/char", f"{result['nats_per_char']:.4f}")
-    table.add_row("bits/char", f"{result['bits_per_char']:.4f}")
-    table.add_row("perplexity", f"{result['perplexity']:.3f}")
-    table.add_row("characters predicted", f"{result['chars']:,}")
-    return table
+    rows = [(label, format(result[key], spec)) for label, key, spec in _EVAL_ROWS]
+    return key_value_table(f"loss of {name}", rows, justify="right")
 
 
 def _log_bar(value: float, lo: float, hi: float, width: int = 24) -> str:
@@ -299,9 +302,6 @@ def plot_gradients(report, path) -> None:
 
 def corpus_summary(summary: dict) -> Table:
     """The `charnn data prepare` report."""
-    table = Table(title=f"corpus {summary['source']}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
     show = lambda pairs: ", ".join(f"{c!r} x{n:,}" for c, n in pairs)
     rows = [
         ("characters", f"{summary['chars']:,}"),
@@ -312,29 +312,21 @@ def corpus_summary(summary: dict) -> Table:
         ("splits", f"train {summary['train']:,} / val {summary['val']:,} / test {summary['test']:,}"),
         ("cache", f"{summary['cache'] or '(inline text, not cached)'} ({'reused' if summary['reused'] else 'built'})"),
     ]
-    for key, value in rows:
-        table.add_row(key, value)
-    return table
+    return key_value_table(f"corpus {summary['source']}", rows)
 
 
 def synth_table(name: str, summary: dict) -> Table:
     """The `charnn data synth` report: the two oracle losses and the memory-recoverable gap."""
-    table = Table(title=f"{summary['task']} text {name} (K = {summary['lag']})", show_header=False,
-                  title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    table.add_row("characters", f"{summary['chars']:,}")
-    table.add_row("best possible loss (remembers K back)", f"{summary['best_nats_per_char']:.4f} nats/char")
-    table.add_row("loss without that memory", f"{summary['nomem_nats_per_char']:.4f} nats/char")
-    table.add_row("recoverable by memory", f"{summary['recoverable_nats_per_char']:.4f} nats/char")
-    return table
+    return key_value_table(f"{summary['task']} text {name} (K = {summary['lag']})", [
+        ("characters", f"{summary['chars']:,}"),
+        ("best possible loss (remembers K back)", f"{summary['best_nats_per_char']:.4f} nats/char"),
+        ("loss without that memory", f"{summary['nomem_nats_per_char']:.4f} nats/char"),
+        ("recoverable by memory", f"{summary['recoverable_nats_per_char']:.4f} nats/char"),
+    ], justify="right")
 
 
 def checkpoint_tables(info: dict, max_vocab_chars: int = 200) -> list[Table]:
     """The `charnn info` report: what the checkpoint holds, then its config as dotted keys."""
-    table = Table(title=f"checkpoint {info['path']}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
     vocab = "".join(info["vocabulary"])
     more = len(vocab) - max_vocab_chars
     shown = repr(vocab[:max_vocab_chars]) + (f" ... ({more:,} more)" if more > 0 else "")
@@ -351,12 +343,6 @@ def checkpoint_tables(info: dict, max_vocab_chars: int = 200) -> list[Table]:
          f"{info['best_val_loss']:.4f} nats/char ({info['best_val_loss'] / LN2:.3f} bits/char)"),
         ("file", f"{info['file_bytes']:,} bytes"),
     ]
-    for key, value in rows:
-        table.add_row(key, Text(value))  # Text: a vocabulary may hold [ ] that rich would read as markup
-    config = Table(title="config", show_header=False, title_justify="left")
-    config.add_column(style="bold")
-    config.add_column()
-    for section, values in info["config"].items():
-        for key, value in (values or {}).items():
-            config.add_row(Text(f"{section}.{key}"), Text(json.dumps(value, ensure_ascii=False)))
-    return [table, config]
+    config = [(f"{section}.{key}", json.dumps(value, ensure_ascii=False))
+              for section, values in info["config"].items() for key, value in (values or {}).items()]
+    return [key_value_table(f"checkpoint {info['path']}", rows), key_value_table("config", config)]

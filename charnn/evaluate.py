@@ -13,6 +13,7 @@ import numpy as np
 
 from charnn import model
 from charnn.errors import CharnnError
+from charnn.workspace import Workspace
 
 LN2 = math.log(2)  # nats -> bits
 
@@ -39,8 +40,8 @@ class EvalResult:
         }
 
 
-def _score(params: model.Params, ids: np.ndarray, starts: np.ndarray, length: int, h: list,
-           chunk_len: int) -> tuple[float, list]:
+def _score(params: model.Params, cell: str, ids: np.ndarray, starts: np.ndarray, length: int, h: list,
+           chunk_len: int, ws: Workspace) -> tuple[float, list]:
     """Sum of -ln p of ids[s + i + 1] given ids[.. s + i] for i < length, one stream per start, state carried.
 
     Chunk by chunk, so only a chunk's ids are ever read (`ids` may be a memmap of any size).
@@ -49,14 +50,14 @@ def _score(params: model.Params, ids: np.ndarray, starts: np.ndarray, length: in
     for c in range(0, length, chunk_len):
         idx = starts[:, None] + np.arange(c, min(c + chunk_len, length))
         x, y = np.asarray(ids[idx], np.int32), np.asarray(ids[idx + 1], np.int32)
-        loss, h, _ = model.forward(params, x, y, h)
+        loss, h, cache = model.forward(params, x, y, h, cell=cell, ws=ws)
+        ws.release(cache)
         total += loss * idx.size  # forward gives the chunk's mean
     return total, h
 
 
-def evaluate_ids(
-    params: model.Params, ids: np.ndarray, *, streams: int = 1, warmup: int = 256, chunk_len: int = 256
-) -> EvalResult:
+def evaluate_ids(params: model.Params, ids: np.ndarray, *, cell: str, streams: int = 1, warmup: int = 256,
+                 chunk_len: int = 256, ws: Workspace | None = None) -> EvalResult:
     """Mean loss of one id sequence; streams=1 is the exact definition.
 
     With streams > 1 the text is cut into that many contiguous pieces scored side by side
@@ -72,14 +73,15 @@ def evaluate_ids(
     if streams <= 1 or per <= warmup:
         streams, per = 1, n
     starts = np.arange(streams) * per
-    h = model.zero_state(params, streams)
+    h = model.zero_state(params, streams, cell)
+    ws = ws or Workspace()
     if streams > 1 and warmup > 0:
-        _, h = _score(params, ids, starts - warmup, warmup, h, chunk_len)  # piece 0 has nothing before it ...
+        _, h = _score(params, cell, ids, starts - warmup, warmup, h, chunk_len, ws)  # piece 0 has nothing before it ...
         for layer_state in h:
             layer_state[0] = 0  # ... and starts the text: a true zero state
-    total, h = _score(params, ids, starts, per, h, chunk_len)
+    total, h = _score(params, cell, ids, starts, per, h, chunk_len, ws)
     rest = n - streams * per  # the few positions past the last full piece continue its state
     if rest:
-        more, _ = _score(params, ids, np.array([streams * per]), rest, [s[-1:] for s in h], chunk_len)
+        more, _ = _score(params, cell, ids, np.array([streams * per]), rest, [s[-1:] for s in h], chunk_len, ws)
         total += more
     return EvalResult(total / n, n)

@@ -21,6 +21,7 @@ import numpy as np
 
 from charnn import cells, model
 from charnn.errors import CharnnError
+from charnn.workspace import FRESH
 
 HORIZON_FRACTION = 1e-3  # the horizon is where dL/ds falls below this fraction of its k = 0 value
 VANISHING_HORIZON = 10  # steps; a memory shorter than this is "vanishing"
@@ -100,33 +101,19 @@ def _last_step_flows(params: model.Params, ids: np.ndarray, cache: model.Forward
     Each window's l_T depends only on its own row, so one batched pass serves all windows.
     """
     N, T = ids.shape[0], ids.shape[1] - 1
-    cell = model.cell_of(params)
-    W_in_name, _, W_rec_name = model.PARAM_NAMES[cell]
+    c = cells.get(cache.cell)
     dlogits = cache.probs.reshape(T, N, -1)[-1].copy()
     dlogits[np.arange(N), ids[:, -1]] -= 1
     dS = np.zeros((T, N, params["head.W_hy"].shape[0]))
     dS[-1] = dlogits @ params["head.W_hy"].T
-    flows: list[_Flow] = [None] * len(cache.states)
-    for layer in range(len(cache.states) - 1, -1, -1):
-        W_rec = params[f"rnn.{layer}.{W_rec_name}"]
-        if cell == "rnn":
-            S = cache.states[layer]
-            dtanh = 1 - S[1:] ** 2
-            g = np.empty_like(dS)  # total gradient on s_t
-            dh = np.zeros_like(dS[0])
-            for t in range(T - 1, -1, -1):
-                g[t] = dS[t] + dh
-                dh = (g[t] * dtanh[t]) @ W_rec.T
-            flows[layer] = _Flow(g, g * dtanh, None)
-            dxa = flows[layer].da
-        else:
-            trace: dict = {}
-            backward = cells.lstm_layer_backward if cell == "lstm" else cells.gru_layer_backward
-            dxa = backward(dS, cache.cell_caches[layer], W_rec, trace=trace)[0]
-            da = dxa if cell == "lstm" else trace["dha"]
-            flows[layer] = _Flow(trace["dh"], da, trace.get("dc"))
+    flows: list[_Flow] = [None] * len(cache.outputs)
+    for layer in range(len(cache.outputs) - 1, -1, -1):
+        p = model.layer_params(params, layer)
+        trace: dict = {}
+        dxa = c.backward(dS, cache.cell_caches[layer], p, FRESH, trace=trace)[0]
+        flows[layer] = _Flow(trace["dh"], trace["da"], trace.get("dc"))
         if layer > 0:
-            dS = dxa @ params[f"rnn.{layer}.{W_in_name}"].T
+            dS = dxa @ p[c.input_weight].T
     return flows
 
 
@@ -149,38 +136,7 @@ def _top_singular_values(M: np.ndarray, U: np.ndarray, tol: float = 1e-6, max_it
     return np.linalg.svd(M, compute_uv=False)[:, 0], U
 
 
-def _times_step_jacobian(cell: str, M: np.ndarray, t: int, S: np.ndarray, cc, W_rec: np.ndarray) -> np.ndarray:
-    """M @ J_t for a batch of products M (N, H, H) (LSTM: (N, H, 2H), columns [h | c]).
-
-    J_t = ds_t/ds_{t-1} as a matrix acting on column vectors, written out per cell so no
-    H x H step Jacobian is formed: each diag(v) W^T becomes a column scaling of M, then one
-    GEMM with W^T for all gate blocks together.
-      rnn:  J = diag(1 - s_t^2) W_hh^T
-      gru:  J = diag(z) + diag(a_n ha_n r(1-r)) W_r^T + diag((h_{t-1} - n) z(1-z)) W_z^T + diag(a_n r) W_n^T,
-            a_n = (1 - z)(1 - n^2)
-      lstm: state [h | c]; dc_t/dh = diag(c_{t-1} f') W_f^T + diag(g i') W_i^T + diag(i g') W_g^T,
-            dc_t/dc = diag(f), dh_t/d. = diag(tanh(c_t) o') W_o^T [h only] + diag(o tanh'(c_t)) dc_t/d.
-    """
-    col = lambda v: v[:, None, :]  # noqa: E731  scale M's columns per window
-    if cell == "rnn":
-        return (M * col(1 - S[t] ** 2)) @ W_rec.T
-    if cell == "gru":
-        r, z, n, ha_n = cc.r[t - 1], cc.z[t - 1], cc.n[t - 1], cc.ha_n[t - 1]
-        a_n = (1 - z) * (1 - n * n)
-        parts = [a_n * ha_n * r * (1 - r), (S[t - 1] - n) * z * (1 - z), a_n * r]
-        return M * col(z) + np.concatenate([M * col(v) for v in parts], axis=2) @ W_rec.T
-    H = S.shape[2]
-    gates = cc.gates[t - 1]
-    i, f, g, o = (gates[:, k * H : (k + 1) * H] for k in range(4))
-    tanh_c = cc.tanh_c[t - 1]
-    M_h, M_c = M[..., :H], M[..., H:]
-    P = M_h * col(o * (1 - tanh_c**2)) + M_c  # what reaches c_t
-    parts = [P * col(g * i * (1 - i)), P * col(cc.c[t - 1] * f * (1 - f)), P * col(i * (1 - g * g)),
-             M_h * col(tanh_c * o * (1 - o))]
-    return np.concatenate([np.concatenate(parts, axis=2) @ W_rec.T, P * col(f)], axis=2)
-
-
-def _jacobian_norms(cell: str, W_rec: np.ndarray, S: np.ndarray, cc) -> np.ndarray:
+def _jacobian_norms(c: cells.Cell, p: dict, cc) -> np.ndarray:
     """||ds_T/ds_{T-k}||_2 for k = 0..T-1 and each window: (T, N); s is the output h.
 
     The products of all windows advance together, each rescaled as it grows so that
@@ -188,20 +144,20 @@ def _jacobian_norms(cell: str, W_rec: np.ndarray, S: np.ndarray, cc) -> np.ndarr
     For the LSTM the product runs over the whole state [h | c] and the norm is that of its
     h -> h block (c_{T-k} held fixed).
     """
-    T, N, H = S.shape[0] - 1, S.shape[1], S.shape[2]
+    T, N, H = cc.h.shape[0] - 1, cc.h.shape[1], cc.h.shape[2]
     out = np.zeros((T, N))
     out[0] = 1.0
     # float32 halves the memory traffic of the many passes over M; rescaled every step, M stays
     # near 1 in size, and its rounding (~1e-7 per step) is far below the 1e-4 the tests ask for
     f32 = np.float32
-    S, W_rec = S.astype(f32), W_rec.astype(f32)
-    cc = None if cc is None else type(cc)(*(a.astype(f32) for a in cc))
-    M = np.repeat(np.eye(H, 2 * H if cell == "lstm" else H, dtype=f32)[None], N, axis=0)
+    p = {k: v.astype(f32) for k, v in p.items()}
+    cc = cc._replace(**{k: v.astype(f32) for k, v in cc._asdict().items() if isinstance(v, np.ndarray)})
+    M = np.repeat(np.eye(H, c.state_width(H), dtype=f32)[None], N, axis=0)
     log_scale = np.zeros(N)
     alive = np.ones(N, bool)  # a product that became exactly zero stays zero
     U = np.linalg.qr(np.random.default_rng(0).standard_normal((N, H, min(H, 16))).astype(f32))[0]
     for k in range(1, T):
-        M = _times_step_jacobian(cell, M, T - k + 1, S, cc, W_rec)  # ds_T/ds_{T-k} = J_T ... J_{T-k+1}
+        M = c.jacobian_product(M, T - k + 1, cc, p)  # ds_T/ds_{T-k} = J_T ... J_{T-k+1}
         scale = np.abs(M).max(axis=(1, 2))
         alive &= scale > 0
         scale[~alive] = 1.0
@@ -269,52 +225,54 @@ def verdict(horizon: int | None, factor: float, dL_ds: np.ndarray, cell: str = "
     return "healthy", "gradients reach far back without growing: nothing to fix"
 
 
-def analyse(params: model.Params, windows: np.ndarray, clip_fraction: float | None = None) -> GradientReport:
+def analyse(params: model.Params, windows: np.ndarray, cell: str, clip_fraction: float | None = None) -> GradientReport:
     """The full report for id windows of shape (N, T+1), each run from a zero state."""
     windows = np.asarray(windows)
     if windows.ndim != 2 or windows.shape[1] < 3:
         raise CharnnError("gradient analysis needs windows of at least T+1 = 3 characters (T >= 2)")
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
-    cell = model.cell_of(p64)
-    W_rec_name = model.PARAM_NAMES[cell][2]
+    c = cells.get(cell)
     T = windows.shape[1] - 1
-    lag_order = slice(None, None, -1)  # lag k <-> state index t = T-k, so reverse the time axis
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        _, _, cache = model.forward(p64, windows[:, :-1], windows[:, 1:], model.zero_state(p64, len(windows)))
+        _, _, cache = model.forward(p64, windows[:, :-1], windows[:, 1:], model.zero_state(p64, len(windows), cell),
+                                    cell=cell)
         flows = _last_step_flows(p64, windows, cache)
-        layers = []
-        for layer, flow in enumerate(flows):
-            S, cc = cache.states[layer], cache.cell_caches[layer]
-            W_rec = p64[f"rnn.{layer}.{W_rec_name}"]
-            mean = lambda a: np.linalg.norm(a[lag_order], axis=2).mean(axis=1)  # noqa: E731  (T,) over windows
-            dL_ds = mean(flow.g)
-            # the step producing s_{T-k} adds s_{T-k-1}^T da_{T-k} to dl_T/dW: its Frobenius norm
-            contribution = (np.linalg.norm(S[:-1][lag_order], axis=2) * np.linalg.norm(flow.da[lag_order], axis=2))
-            horizon, factor = _horizon(dL_ds), _fit_factor(dL_ds)
-            word, advice = verdict(horizon, factor, dL_ds, cell)
-            layers.append(LayerReport(
-                layer=layer,
-                lag=list(range(T)),
-                dL_ds=dL_ds.tolist(),
-                jacobian=_jacobian_norms(cell, W_rec, S, cc).mean(axis=1).tolist(),
-                contribution=contribution.mean(axis=1).tolist(),
-                horizon=horizon,
-                factor=factor,
-                verdict=word,
-                advice=advice,
-                spectral_radius=float(np.abs(np.linalg.eigvals(W_rec)).max()) if cell == "rnn" else None,
-                max_singular_value=float(np.linalg.norm(W_rec, 2)),
-                cell=cell,
-                dL_dc=mean(flow.gc).tolist() if flow.gc is not None else None,
-                cell_path=_cell_path(cc.gates[..., S.shape[2] : 2 * S.shape[2]]).mean(axis=1).tolist()
-                if cell == "lstm" else None,
-            ))
-    return GradientReport(layers, parameter_health(p64, windows), clip_fraction, steps=T, windows=len(windows))
+        layers = [_layer_report(c, layer, model.layer_params(p64, layer), cache.cell_caches[layer], flow, T)
+                  for layer, flow in enumerate(flows)]
+    return GradientReport(layers, parameter_health(p64, windows, cell), clip_fraction, steps=T, windows=len(windows))
 
 
-def parameter_health(params: model.Params, windows: np.ndarray) -> dict[str, dict[str, float]]:
+def _layer_report(c: cells.Cell, layer: int, p: dict, cc, flow: _Flow, T: int) -> LayerReport:
+    lag_order = slice(None, None, -1)  # lag k <-> state index t = T-k, so reverse the time axis
+    mean = lambda a: np.linalg.norm(a[lag_order], axis=2).mean(axis=1)  # noqa: E731  (T,) over windows
+    dL_ds = mean(flow.g)
+    # the step producing s_{T-k} adds s_{T-k-1}^T da_{T-k} to dl_T/dW: its Frobenius norm
+    contribution = np.linalg.norm(cc.h[:-1][lag_order], axis=2) * np.linalg.norm(flow.da[lag_order], axis=2)
+    horizon, factor = _horizon(dL_ds), _fit_factor(dL_ds)
+    word, advice = verdict(horizon, factor, dL_ds, c.name)
+    W_rec = p[c.recurrent_weight]
+    return LayerReport(
+        layer=layer,
+        lag=list(range(T)),
+        dL_ds=dL_ds.tolist(),
+        jacobian=_jacobian_norms(c, p, cc).mean(axis=1).tolist(),
+        contribution=contribution.mean(axis=1).tolist(),
+        horizon=horizon,
+        factor=factor,
+        verdict=word,
+        advice=advice,
+        spectral_radius=float(np.abs(np.linalg.eigvals(W_rec)).max()) if W_rec.shape[0] == W_rec.shape[1] else None,
+        max_singular_value=float(np.linalg.norm(W_rec, 2)),
+        cell=c.name,
+        dL_dc=mean(flow.gc).tolist() if flow.gc is not None else None,
+        cell_path=_cell_path(c.gate_values(cc)["f"]).mean(axis=1).tolist() if flow.gc is not None else None,
+    )
+
+
+def parameter_health(params: model.Params, windows: np.ndarray, cell: str) -> dict[str, dict[str, float]]:
     """Per parameter: norm of the gradient of the mean loss over the windows, its norm, and their ratio."""
-    _, _, cache = model.forward(params, windows[:, :-1], windows[:, 1:], model.zero_state(params, len(windows)))
+    zero = model.zero_state(params, len(windows), cell)
+    _, _, cache = model.forward(params, windows[:, :-1], windows[:, 1:], zero, cell=cell)
     grads, _ = model.backward(params, cache)
     out = {}
     for name, p in params.items():
@@ -326,7 +284,8 @@ def parameter_health(params: model.Params, windows: np.ndarray) -> dict[str, dic
 # ---- a finite-difference check of the model's backward pass -------------------------------
 
 
-def gradient_check(params: model.Params, ids: np.ndarray, per_param: int = 12, seed: int = 0) -> dict[str, float | None]:
+def gradient_check(params: model.Params, ids: np.ndarray, cell: str, per_param: int = 12,
+                   seed: int = 0) -> dict[str, float | None]:
     """Max relative error of backward against finite differences, per parameter (float64 copy).
 
     Checks the `per_param` largest-gradient elements of each parameter plus as many random
@@ -337,8 +296,8 @@ def gradient_check(params: model.Params, ids: np.ndarray, per_param: int = 12, s
     """
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
     x, y = ids[None, :-1], ids[None, 1:]
-    h0 = model.zero_state(p64, 1)
-    _, _, cache = model.forward(p64, x, y, h0)
+    h0 = model.zero_state(p64, 1, cell)
+    _, _, cache = model.forward(p64, x, y, h0, cell=cell)
     grads, _ = model.backward(p64, cache)
     rng = np.random.default_rng(seed)
     errors: dict[str, float | None] = {}
@@ -358,7 +317,7 @@ def gradient_check(params: model.Params, ids: np.ndarray, per_param: int = 12, s
             f = {}
             for step in (-2, -1, 1, 2):
                 flat[i] = old + step * h
-                f[step] = model.forward(p64, x, y, h0)[0]
+                f[step] = model.forward(p64, x, y, h0, cell=cell)[0]
             flat[i] = old
             numeric = (8 * (f[1] - f[-1]) - (f[2] - f[-2])) / (12 * h)
             worst = max(worst, abs(numeric - g[i]) / (abs(numeric) + abs(g[i])))
@@ -382,6 +341,7 @@ def sample_windows(ids: np.ndarray, steps: int, count: int, rng: np.random.Gener
 
 def inspect_model(
     params: model.Params,
+    cell: str,
     vocab,
     *,
     steps: int | None,
@@ -419,8 +379,8 @@ def inspect_model(
         chosen = vocab.encode(text[: steps + 1])[None, :]
     else:
         chosen = sample_windows(corpus_ids, steps, windows, np.random.default_rng(rng_seed))
-    report = analyse(params, chosen, clip_fraction)
+    report = analyse(params, chosen, cell, clip_fraction)
     report.note = note
     if check:
-        report.check = gradient_check(params, chosen[0])
+        report.check = gradient_check(params, chosen[0], cell)
     return report

@@ -7,12 +7,12 @@ parameters and the state in place (no allocation per step) and touches nothing e
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from charnn.errors import CharnnError
 
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
@@ -44,14 +44,12 @@ def clip_gradients(grads: dict[str, np.ndarray], max_value: float, mode: str = "
                 g *= g.dtype.type(scale)
             return norm, True
         return norm, False
-    if mode == "value":
-        clipped = False
-        for g in grads.values():
-            if np.max(np.abs(g), initial=0.0) > max_value:
-                clipped = True
-                np.clip(g, -max_value, max_value, out=g)
-        return norm, clipped
-    raise CharnnError(f"unknown clip mode {mode!r}; choose norm or value")
+    clipped = False  # mode "value"
+    for g in grads.values():
+        if np.max(np.abs(g), initial=0.0) > max_value:
+            clipped = True
+            np.clip(g, -max_value, max_value, out=g)
+    return norm, clipped
 
 
 # ---- optimizers --------------------------------------------------------------------------
@@ -59,9 +57,10 @@ def clip_gradients(grads: dict[str, np.ndarray], max_value: float, mode: str = "
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """Hyper-parameters (never changed by a step). The learning rate comes per step."""
+    """Hyper-parameters (never changed by a step), named as the config's train keys. The learning
+    rate comes per step."""
 
-    name: str = "adam"
+    optimizer: str = "adam"
     momentum: float = 0.9  # sgd momentum
     nesterov: bool = False
     beta1: float = 0.9  # adam / adamw
@@ -70,9 +69,6 @@ class OptimizerSpec:
     eps: float = 1e-8
     weight_decay: float = 0.0  # L2 on matrices; decoupled for adamw
 
-    def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise CharnnError(f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
 _SLOTS = {"sgd": ("v",), "adagrad": ("g2",), "rmsprop": ("g2",), "adam": ("m", "v"), "adamw": ("m", "v")}
@@ -80,14 +76,9 @@ _SLOTS = {"sgd": ("v",), "adagrad": ("g2",), "rmsprop": ("g2",), "adam": ("m", "
 
 def init_state(spec: OptimizerSpec, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Zeroed running state: one array per slot and parameter, plus the step count."""
-    state = {f"{slot}.{name}": np.zeros_like(p) for slot in _SLOTS[spec.name] for name, p in params.items()}
+    state = {f"{slot}.{name}": np.zeros_like(p) for slot in _SLOTS[spec.optimizer] for name, p in params.items()}
     state["t"] = np.zeros((), dtype=np.int64)
     return state
-
-
-def _decays(name: str) -> bool:
-    """Weight decay applies to matrices only: decaying biases only adds bias."""
-    return not name.endswith((".b_h", ".b_y", ".b", ".b_x"))
 
 
 def apply_update(
@@ -104,9 +95,10 @@ def apply_update(
     for name, p in params.items():
         g = grads[name]
         f = p.dtype.type
-        if wd and _decays(name) and spec.name != "adamw":
+        decays = wd and p.ndim >= 2  # matrices only: decaying biases only adds bias
+        if decays and spec.optimizer != "adamw":
             g += f(wd) * p  # coupled L2: part of the gradient
-        if spec.name == "sgd":
+        if spec.optimizer == "sgd":
             v = state[f"v.{name}"]
             v *= f(spec.momentum)
             v += g
@@ -115,11 +107,11 @@ def apply_update(
                 p -= f(lr) * g
             else:
                 p -= f(lr) * v
-        elif spec.name == "adagrad":
+        elif spec.optimizer == "adagrad":
             g2 = state[f"g2.{name}"]
             g2 += g * g
             p -= f(lr) * g / (np.sqrt(g2) + f(spec.eps))
-        elif spec.name == "rmsprop":
+        elif spec.optimizer == "rmsprop":
             g2 = state[f"g2.{name}"]
             g2 *= f(spec.alpha)
             g2 += f(1 - spec.alpha) * g * g
@@ -134,7 +126,7 @@ def apply_update(
             denom = np.sqrt(v)
             denom *= f(1 / math.sqrt(1 - spec.beta2**t))
             denom += f(spec.eps)
-            if spec.name == "adamw" and wd and _decays(name):
+            if spec.optimizer == "adamw" and decays:
                 p *= f(1 - lr * wd)  # decoupled weight decay
             p -= f(lr / (1 - spec.beta1**t)) * m / denom
 
@@ -144,26 +136,30 @@ def apply_update(
 
 @dataclass(frozen=True)
 class Schedule:
-    """lr(step): linear warm-up over warmup_steps, then constant, step decay or cosine to min_lr."""
+    """lr(step): linear warm-up over warmup_steps, then constant, step decay or cosine to min_lr.
+
+    Fields are named as the config's train keys."""
 
     lr: float
-    kind: str = "constant"
+    lr_schedule: str = "constant"
     warmup_steps: int = 0
     min_lr: float = 0.0  # cosine's floor
     decay_rate: float = 0.5  # step decay: multiply by this ...
     decay_every: int = 1000  # ... every this many steps (decay_every 1 gives exponential decay)
 
-    def __post_init__(self) -> None:
-        if self.kind not in SCHEDULES:
-            raise CharnnError(f"unknown lr schedule {self.kind!r}; choose one of {', '.join(SCHEDULES)}")
-
     def __call__(self, step: int, progress: float) -> float:
         """Learning rate for 0-based `step`; progress in [0, 1] is how much of the run is done."""
         if step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps
-        if self.kind == "step":
+        if self.lr_schedule == "step":
             return self.lr * self.decay_rate ** ((step - self.warmup_steps) // self.decay_every)
-        if self.kind == "cosine":
+        if self.lr_schedule == "cosine":
             progress = min(max(progress, 0.0), 1.0)
             return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * progress))
         return self.lr
+
+
+def from_config(cls, section):
+    """An OptimizerSpec or a Schedule from the config's train section: each field from the key of its name."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in dataclasses.asdict(section).items() if k in names})

@@ -6,38 +6,22 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from charnn import model
+from charnn import cells, model
 from charnn.errors import CharnnError
 from charnn.vocab import Vocab
 
 
-def _step(params: model.Params, layers: list, char_id: int, h: list[np.ndarray]) -> np.ndarray:
-    """Advance the Elman state by one character (in place) and return the next-character logits.
+def _next_logits(params: model.Params, c, layers: list, char_id: int, state: list) -> np.ndarray:
+    """Advance every layer's state by one character (in place in `state`); the next-character logits.
 
-    layers: per layer (input table or matrix, W_hh, b_h, scratch); layer 0's table already
-    holds W_xh + b_h, so a step is one row lookup, one matrix-vector product and a tanh.
+    layers: per layer (its parameters, the input table): layer 0's table holds W_in + b_in, so
+    its input part is one row lookup.
     """
     x = None
-    for layer, (W_in, W_hh, b_h, pre) in enumerate(layers):
-        np.dot(h[layer], W_hh, out=pre)
-        if layer == 0:
-            pre += W_in[char_id]
-        else:
-            pre += x @ W_in
-            pre += b_h
-        np.tanh(pre, out=h[layer])
-        x = h[layer]
+    for layer, (p, table) in enumerate(layers):
+        xa = table[char_id] if layer == 0 else x @ p[c.input_weight] + p[c.input_bias]
+        x, state[layer] = c.step(xa, state[layer], p)
     return x @ params["head.W_hy"] + params["head.b_y"]
-
-
-def _gated_step(params: model.Params, layers: list, char_id: int, h: list[np.ndarray]) -> np.ndarray:
-    """The same for LSTM and GRU layers, through the model's own one-step forward."""
-    ids = np.array([[char_id]])
-    state = [s[None, :] for s in h]
-    _, last, cache = model.forward(params, ids, ids, state)
-    for layer, s in enumerate(last):
-        h[layer][:] = s[0]
-    return np.log(cache.probs[0])  # log-probabilities serve as logits
 
 
 def _choose(logits: np.ndarray, temperature: float, top_k: int, greedy: bool, rng: np.random.Generator) -> int:
@@ -64,6 +48,7 @@ def check_options(length: int, temperature: float, top_k: int, greedy: bool = Fa
 
 def generate(
     params: model.Params,
+    cell: str,
     vocab: Vocab,
     prime: str,
     length: int,
@@ -85,20 +70,16 @@ def generate(
             f"seed text has characters outside the model's vocabulary: {', '.join(map(repr, unknown))}; "
             "use only characters from the training text"
         )
-    return _generate(params, vocab, prime, length, temperature, top_k, greedy, rng)
+    return _generate(params, cell, vocab, prime, length, temperature, top_k, greedy, rng)
 
 
-def _generate(params, vocab, prime, length, temperature, top_k, greedy, rng) -> Iterator[str]:
-    if model.cell_of(params) == "rnn":
-        step = _step
-        layers = [
-            (params[f"rnn.{i}.W_xh"] + (params[f"rnn.{i}.b_h"] if i == 0 else 0), params[f"rnn.{i}.W_hh"],
-             params[f"rnn.{i}.b_h"], np.empty_like(params[f"rnn.{i}.b_h"]))
-            for i in range(model.num_layers_of(params))
-        ]
-    else:
-        step, layers = _gated_step, []
-    h = [s[0] for s in model.zero_state(params, 1)]
+def _generate(params, cell, vocab, prime, length, temperature, top_k, greedy, rng) -> Iterator[str]:
+    c = cells.get(cell)
+    layers = []
+    for i in range(model.num_layers_of(params)):
+        p = model.layer_params(params, i)
+        layers.append((p, p[c.input_weight] + p[c.input_bias] if i == 0 else None))
+    state = [s[0] for s in model.zero_state(params, 1, cell)]
     if prime:
         ids = vocab.encode(prime)
     elif length > 0:
@@ -108,9 +89,9 @@ def _generate(params, vocab, prime, length, temperature, top_k, greedy, rng) -> 
     else:
         return
     for char_id in ids[:-1]:
-        step(params, layers, int(char_id), h)
+        _next_logits(params, c, layers, int(char_id), state)
     current = int(ids[-1])
     for _ in range(length):
-        logits = step(params, layers, current, h)
+        logits = _next_logits(params, c, layers, current, state)
         current = _choose(logits, temperature, top_k, greedy, rng)
         yield vocab.chars[current]

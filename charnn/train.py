@@ -20,14 +20,15 @@ import numpy as np
 
 from charnn import checkpoint, model
 from charnn.checkpoint import Progress
-from charnn.config import Config, TrainConfig, resume_conflict, to_dict
+from charnn.config import Config, ModelConfig, TrainConfig, resume_conflict, to_dict
 from charnn.data import Corpus, StreamBatcher, load_corpus
 from charnn.errors import CharnnError
 from charnn.evaluate import LN2, evaluate_ids
-from charnn.optim import OptimizerSpec, Schedule, apply_update, clip_gradients, init_state
+from charnn.optim import OptimizerSpec, Schedule, apply_update, clip_gradients, from_config, init_state
 from charnn.rundir import RunDir
 from charnn.sample import generate
 from charnn.vocab import Vocab
+from charnn.workspace import FRESH, Workspace
 
 # A finite loss that runs away: the smoothed loss above DIVERGE_FACTOR times its best and
 # DIVERGE_MARGIN nats above ln V (far worse than guessing uniformly), DIVERGE_PATIENCE steps in a row.
@@ -110,14 +111,15 @@ class StepResult:
 
 
 def train_step(state: TrainState, x: np.ndarray, y: np.ndarray, spec: OptimizerSpec, lr: float,
-               t: TrainConfig, dropout: float = 0.0) -> StepResult:
+               t: TrainConfig, m: ModelConfig, ws: Workspace = FRESH) -> StepResult:
     """Forward and backward on chunk (x, y), clip, update in place; the last state is carried on.
 
     A non-finite loss or gradient is reported, not applied: the parameters stay as they were.
     """
-    loss, last, cache = model.forward(state.params, x, y, state.hidden, dropout=dropout, rng=state.rng)
-    grads, _ = model.backward(state.params, cache)
-    del cache  # its arrays go back to the pool for the next step's forward
+    loss, last, cache = model.forward(state.params, x, y, state.hidden, cell=m.cell, dropout=m.dropout,
+                                      rng=state.rng, ws=ws)
+    grads, _ = model.backward(state.params, cache, ws)
+    ws.release(cache)
     grad_norm, clipped = clip_gradients(grads, t.grad_clip, t.clip_mode)
     applied = math.isfinite(loss) and math.isfinite(grad_norm)
     if applied:
@@ -127,7 +129,7 @@ def train_step(state: TrainState, x: np.ndarray, y: np.ndarray, spec: OptimizerS
 
 
 def optimizer_spec(t: TrainConfig) -> OptimizerSpec:
-    return OptimizerSpec(name=t.optimizer, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay)
+    return from_config(OptimizerSpec, t)
 
 
 def learning_rate(t: TrainConfig, step: int, elapsed_s: float) -> float:
@@ -135,7 +137,7 @@ def learning_rate(t: TrainConfig, step: int, elapsed_s: float) -> float:
     progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
     if t.max_minutes:
         progress = max(progress, elapsed_s / (t.max_minutes * 60))
-    return Schedule(t.lr, t.lr_schedule, t.warmup_steps, t.min_lr, t.decay_rate, t.decay_every)(step, progress)
+    return from_config(Schedule, t)(step, progress)
 
 
 # ---- starting and resuming -----------------------------------------------------------------
@@ -152,7 +154,7 @@ def new_state(config: Config, vocab: Vocab) -> TrainState:
                                dtype=np.dtype(m.dtype), cell=m.cell)
     if config.run.init_from:
         params = _weights_from(config.run.init_from, vocab, params)
-    hidden = model.zero_state(params, config.train.batch_size)
+    hidden = model.zero_state(params, config.train.batch_size, m.cell)
     return TrainState(params, init_state(optimizer_spec(config.train), params), hidden, rng, Progress())
 
 
@@ -229,6 +231,7 @@ class _Loop:
         self.has_val = len(corpus.val) >= 2
         self.diverging_steps = 0
         self.saved_step = self.p.step if run.latest.exists() else None  # the step latest.npz holds
+        self.ws = Workspace()  # the big per-step arrays, reused from step to step
 
     def run(self, resumed: bool) -> TrainResult:
         t, r, p = self.config.train, self.config.run, self.p
@@ -278,10 +281,10 @@ class _Loop:
         """One training step, and the guards that stop a run going bad."""
         state, p, t = self.state, self.p, self.config.train
         if self.batcher.starts_epoch(p.step):
-            state.hidden = model.zero_state(state.params, t.batch_size)
+            state.hidden = model.zero_state(state.params, t.batch_size, self.config.model.cell)
         x, y = self.batcher.chunk(p.step)
         lr = learning_rate(t, p.step, p.elapsed_s)
-        result = train_step(state, x, y, self.spec, lr, t, self.config.model.dropout)
+        result = train_step(state, x, y, self.spec, lr, t, self.config.model, self.ws)
         if not result.applied:  # stopped before the bad update was applied
             what = f"the loss became {result.loss}" if not math.isfinite(result.loss) \
                 else f"the gradient norm became {result.grad_norm}"
@@ -332,8 +335,8 @@ class _Loop:
         p = self.p
         score = p.smooth_loss  # without validation text, "best" means lowest smoothed train loss
         if self.has_val:
-            p.val_loss = score = evaluate_ids(self.state.params, self.corpus.val,
-                                              streams=self.config.run.eval_streams).nats_per_char
+            p.val_loss = score = evaluate_ids(self.state.params, self.corpus.val, cell=self.config.model.cell,
+                                              streams=self.config.run.eval_streams, ws=self.ws).nats_per_char
             record = {"step": p.step, "chars": p.step * self.chars_per_step, "val_loss": p.val_loss,
                       "val_bpc": p.val_loss / LN2, "elapsed_s": round(p.elapsed_s, 3)}
             p.history.append(record)
@@ -348,7 +351,7 @@ class _Loop:
     def preview(self) -> None:
         s, step = self.config.sample, self.p.step
         rng = np.random.default_rng([self.config.run.seed, step])  # its own RNG: training's is untouched
-        text = "".join(generate(self.state.params, self.corpus.vocab, "", min(s.length, 200),
+        text = "".join(generate(self.state.params, self.config.model.cell, self.corpus.vocab, "", min(s.length, 200),
                                 temperature=s.temperature, top_k=s.top_k, rng=rng))
         self.run_dir.log_sample({"step": step, "temperature": s.temperature, "top_k": s.top_k, "text": text})
         self.cb.on_sample(step, text)

@@ -1,59 +1,52 @@
-"""A small reuse pool for the large per-chunk arrays of forward and backward.
+"""Reusable memory for the big per-chunk arrays, owned by whoever runs the steps.
 
-Fresh arrays that large come straight from the operating system, and paying its page
-faults on every step cost more than a tenth of the step. So the big arrays come from a
-small pool keyed by shape and dtype. A pooled array is handed out again only while
-nothing but the pool refers to it: an array still reachable from a forward cache (or any
-view of it) is never reused, so a cache stays valid for as long as it is held and
-backward can be called on it any number of times. Gradients, last states and dh0 are
-always fresh arrays, never pooled.
+Fresh arrays of T*B*H floats come straight from the operating system, and paying its page
+faults on every step cost more than a tenth of a training step. A `Workspace` keeps such
+arrays for reuse: `take` hands out a free one of the shape asked for (or a new one), `give`
+returns one. An array is handed out again only after it was given back, so nothing held is
+ever overwritten: a forward cache keeps its arrays until its owner calls `release(cache)`.
+
+The trainer, the evaluator and the benchmark each own one workspace; code that passes none
+gets `FRESH`, which allocates every array anew, so forward and backward stay pure functions.
 """
 
 from __future__ import annotations
 
-import sys
-import threading
-from collections import OrderedDict
-
 import numpy as np
 
-_POOL_LOCK = threading.Lock()
-_POOL: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
-_POOL_MAX_KEYS = 24  # shapes remembered (least recently used forgotten first)
-# arrays kept per shape: a gated cell keeps several same-shaped arrays in its cache (h and c,
-# per layer), and a cache being built may overlap the one still held
-_POOL_PER_KEY = 6
+
+class Workspace:
+    """Free arrays by (shape, dtype), for a loop of same-shaped steps."""
+
+    def __init__(self) -> None:
+        self._free: dict[tuple, list[np.ndarray]] = {}
+
+    def take(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """An uninitialised array: a returned one of this shape and dtype, else a new one."""
+        free = self._free.get((tuple(shape), np.dtype(dtype).str))
+        return free.pop() if free else np.empty(shape, dtype)
+
+    def give(self, *arrays: np.ndarray | None) -> None:
+        """Return arrays got from `take` (None is ignored); the caller must not use them again."""
+        for a in arrays:
+            if a is not None:
+                self._free.setdefault((a.shape, a.dtype.str), []).append(a)
+
+    def release(self, cache) -> None:
+        """Return every array a forward cache holds; the cache can no longer be used."""
+        self.give(*cache.buffers)
+        cache.buffers.clear()
+        cache.released = True
 
 
-def _pool_refs(bufs: list, i: int) -> int:
-    return sys.getrefcount(bufs[i])
+class _Fresh(Workspace):
+    """No reuse: every `take` is a new array and `give` forgets it."""
+
+    def take(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        return np.empty(shape, dtype)
+
+    def give(self, *arrays: np.ndarray | None) -> None:
+        pass
 
 
-# the count seen, on this exact path, for an array referred to by the pool alone
-_FREE_REFS = _pool_refs([np.empty(0)], 0)
-
-
-def scratch(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """An uninitialised array from the pool; one that nothing else refers to, else a new one."""
-    key = (shape, np.dtype(dtype).str)
-    with _POOL_LOCK:
-        bufs = _POOL.get(key)
-        if bufs is None:
-            bufs = _POOL[key] = []
-            if len(_POOL) > _POOL_MAX_KEYS:
-                _POOL.popitem(last=False)
-        else:
-            _POOL.move_to_end(key)
-        for i in range(len(bufs)):
-            if _pool_refs(bufs, i) == _FREE_REFS:
-                return bufs[i]
-        buf = np.empty(shape, dtype)
-        if len(bufs) < _POOL_PER_KEY:
-            bufs.append(buf)
-        return buf
-
-
-def release() -> None:
-    """Drop the pooled arrays (memory is returned once no cache refers to them)."""
-    with _POOL_LOCK:
-        _POOL.clear()
+FRESH = _Fresh()

@@ -21,7 +21,7 @@ def make_checkpoint():
     cfg["train"].update(batch_size=2)
     params = model.init_params(3, 4, 2, rng=np.random.default_rng(0))
     meta = {"vocab": ["a", "b", "é"], "config": cfg, "step": 7}
-    optim = init_state(OptimizerSpec(name=cfg["train"]["optimizer"]), params)
+    optim = init_state(OptimizerSpec(optimizer=cfg["train"]["optimizer"]), params)
     optim["t"] += 7
     hidden = [np.ones((2, 4), np.float32), np.zeros((2, 4), np.float32)]
     return checkpoint.Checkpoint(params, meta, optim, hidden)

@@ -228,8 +228,8 @@ def saved_checkpoint(path: Path, hidden: int) -> Path:
     meta = json.loads(json.dumps(base.meta))
     meta["config"]["model"]["hidden_size"] = hidden
     params = model.init_params(48, hidden, 2, rng=np.random.default_rng(0))
-    state = model.zero_state(params, meta["config"]["train"]["batch_size"])
-    checkpoint.save(path, checkpoint.Checkpoint(params, meta, init_state(OptimizerSpec(name="adamw"), params), state))
+    state = model.zero_state(params, meta["config"]["train"]["batch_size"], "rnn")
+    checkpoint.save(path, checkpoint.Checkpoint(params, meta, init_state(OptimizerSpec(optimizer="adamw"), params), state))
     return path
 
 

@@ -25,15 +25,27 @@ def assert_one_line_error(err):
     assert "Traceback" not in err
 
 
+@pytest.fixture(scope="module")
+def hello_dir(tmp_path_factory):
+    """A folder holding runs/hello, trained once for the whole module (the tests only read it)."""
+    from charnn.config import load_config
+    from charnn.train import train
+
+    folder = tmp_path_factory.mktemp("hello")
+    train(load_config(ROOT / "configs" / "hello.yaml", [f"run.dir={folder / 'runs'}"]))
+    return folder
+
+
 @pytest.fixture
-def hello_run(tmp_path, monkeypatch, capsys):
+def hello_run(hello_dir, monkeypatch):
+    monkeypatch.chdir(hello_dir)  # `charnn sample` finds the most recent run under ./runs
+    return hello_dir / "runs" / "hello"
+
+
+def test_train_then_sample_hello(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code, out, err = run(capsys, "train", ROOT / "configs" / "hello.yaml")
     assert code == 0, err
-    return tmp_path / "runs" / "hello"
-
-
-def test_train_then_sample_hello(hello_run, capsys):
     code, out, err = run(capsys, "sample", "--seed", "h", "--greedy")
     assert code == 0 and out.startswith("hello") and err == ""
     assert len(out) == len("h") + 20 + 1  # seed, the config's sample.length, newline
@@ -194,14 +206,24 @@ def test_inspect_gradients_without_model(tmp_path, monkeypatch, capsys):
 
 
 def test_inspect_gradients_plot(hello_run, tmp_path, capsys):
-    argv = ["inspect-gradients", "--text", "hellohello", "--steps", "6", "--plot", tmp_path / "g.png"]
-    code, _, err = run(capsys, *argv)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        assert code == 1 and "pip install" in err
-    else:
-        assert code == 0 and (tmp_path / "g.png").stat().st_size > 0
+    for name in ("g.png", "g.svg"):  # matplotlib is in the test extra: the picture is really drawn
+        argv = ["inspect-gradients", "--text", "hellohello", "--steps", "6", "--plot", tmp_path / name]
+        code, _, err = run(capsys, *argv)
+        assert code == 0, err
+    assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = (tmp_path / "g.svg").read_text()
+    assert "<svg" in svg and "lag k (steps back)" in svg
+
+
+def test_plot_without_matplotlib_names_the_extra(hello_run, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name.startswith("matplotlib") else real_import(name, *a, **k))
+    code, _, err = run(capsys, "inspect-gradients", "--text", "hellohello", "--steps", "6", "--plot", tmp_path / "g.png")
+    assert code == 1 and "pip install -e '.[plot]'" in err
+    assert_one_line_error(err)
 
 
 def test_ctrl_c_in_a_real_process_saves_and_resumes(write_config, tmp_path):

@@ -1,66 +1,24 @@
 """inspect-gradients: each per-lag quantity against an independent finite-difference reference."""
 
+import json
+
 import numpy as np
 import pytest
 
-from charnn import gradients, model
+from charnn import cells, gradients, model, reference
 from charnn.errors import CharnnError
 from charnn.vocab import Vocab
 
 V, H, T = 6, 5, 7
 
 
-def sigmoid(x):
-    return 1 / (1 + np.exp(-x))
-
-
-def naive_step(cell, params, layer, x, state, W_rec):
-    """One step of one layer, written from the equations; state is h (or [h | c] for the LSTM)."""
-    p = lambda k: params[f"rnn.{layer}.{k}"]
-    if cell == "rnn":
-        h = np.tanh(x @ p("W_xh") + state @ W_rec + p("b_h"))
-        return h, h
-    if cell == "lstm":
-        h, c = state[:H], state[H:]
-        a = x @ p("W_x") + h @ W_rec + p("b")
-        i, f, g, o = sigmoid(a[:H]), sigmoid(a[H : 2 * H]), np.tanh(a[2 * H : 3 * H]), sigmoid(a[3 * H :])
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        return h, np.concatenate([h, c])
-    xa, ha = x @ p("W_x") + p("b_x"), state @ W_rec + p("b_h")
-    r, z = sigmoid(xa[:H] + ha[:H]), sigmoid(xa[H : 2 * H] + ha[H : 2 * H])
-    n = np.tanh(xa[2 * H :] + r * ha[2 * H :])
-    h = (1 - z) * n + z * state
-    return h, h
-
-
-def naive_run(params, ids, perturb=None):
-    """Per-step loop over one window from a zero state, with optional hooks for the reference.
-
-    perturb: (layer, t, kind, value): kind "state" adds value to h_t after it is computed;
-    kind "W" uses the recurrent matrix + value in the step that produces h_t. Returns (l_T, h per layer).
-    """
-    cell = model.cell_of(params)
-    rec = model.PARAM_NAMES[cell][2]
-    L = model.num_layers_of(params)
-    state = [np.zeros(2 * H if cell == "lstm" else H) for _ in range(L)]
-    hs = [[np.zeros(H)] for _ in range(L)]
-    for t in range(1, len(ids)):
-        x = np.eye(V)[ids[t - 1]]
-        for layer in range(L):
-            W_rec = params[f"rnn.{layer}.{rec}"]
-            if perturb and perturb[:3] == (layer, t, "W"):
-                W_rec = W_rec + perturb[3]
-            h, state[layer] = naive_step(cell, params, layer, x, state[layer], W_rec)
-            if perturb and perturb[:3] == (layer, t, "state"):
-                h = h + perturb[3]
-                state[layer] = state[layer].copy()
-                state[layer][:H] = h
-            hs[layer].append(h)
-            x = h
-    logits = x @ params["head.W_hy"] + params["head.b_y"]
-    z = logits - logits.max()
-    return -(z[ids[-1]] - np.log(np.exp(z).sum())), hs
+def last_step(params, cell, ids, perturb=None):
+    """(l_T, outputs per layer) of one window from a zero state, by the reference model (with its
+    perturbation hooks: the output h_t of a layer, or the recurrent matrix in the step producing it)."""
+    state0 = [np.zeros((1, (2 if cell == "lstm" else 1) * H)) for _ in range(model.num_layers_of(params))]
+    perturb = {perturb[:3]: perturb[3]} if perturb else None
+    record = reference.forward(params, cell, ids[None, :-1], ids[None, 1:], state0, perturb=perturb)
+    return record["losses"][0, -1], [[h[0] for h in layer] for layer in record["outputs"]]
 
 
 def fd(f, shape, eps=1e-6):
@@ -87,19 +45,19 @@ def test_per_lag_quantities_match_finite_differences(cell, num_layers):
         if p.ndim == 1:
             p += rng.normal(0, 0.3, p.shape)
     ids = rng.integers(0, V, T + 1)
-    report = gradients.analyse(params, ids[None, :])
+    report = gradients.analyse(params, ids[None, :], cell)
     for layer in range(num_layers):
         got = report.layers[layer]
         for k in range(T):
             t = T - k
-            g = fd(lambda d: naive_run(params, ids, (layer, t, "state", d))[0], (H,))
+            g = fd(lambda d: last_step(params, cell, ids, (layer, t, "state", d))[0], (H,))
             assert rel(got.dL_ds[k], np.linalg.norm(g)) < 1e-4, ("dL_ds", layer, k)
             # ds_T/ds_t: perturbing s_t moves s_T; its largest singular value
-            jac = fd(lambda d: naive_run(params, ids, (layer, t, "state", d))[1][layer][T], (H,))
+            jac = fd(lambda d: last_step(params, cell, ids, (layer, t, "state", d))[1][layer][T], (H,))
             assert rel(got.jacobian[k], np.linalg.norm(jac, 2)) < 1e-4, ("jacobian", layer, k)
             # the share of dl_T/dW_rec from the step producing s_t: perturb W_rec in that step only
-            shape = params[f"rnn.{layer}.{model.PARAM_NAMES[cell][2]}"].shape
-            dW = fd(lambda d: naive_run(params, ids, (layer, t, "W", d))[0], shape)
+            shape = params[f"rnn.{layer}.{cells.get(cell).recurrent_weight}"].shape
+            dW = fd(lambda d: last_step(params, cell, ids, (layer, t, "W", d))[0], shape)
             assert rel(got.contribution[k], np.linalg.norm(dW)) < 1e-4 or (k == T - 1 and got.contribution[k] == 0)
 
 
@@ -107,11 +65,11 @@ def test_small_init_vanishes_and_large_init_explodes():
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 30, (4, 41))
     small = model.init_params(30, 64, 1, init="normal", scale=0.01, rng=rng, dtype=np.float64)
-    report = gradients.analyse(small, ids).layers[0]
+    report = gradients.analyse(small, ids, "rnn").layers[0]
     assert report.verdict == "vanishing" and report.horizon is not None and report.horizon < 10
     assert report.factor < 1
     large = model.init_params(30, 64, 1, init="normal", scale=1.0, rng=rng, dtype=np.float64)
-    report = gradients.analyse(large, ids).layers[0]
+    report = gradients.analyse(large, ids, "rnn").layers[0]
     assert report.verdict == "exploding" and report.factor > 1 and report.horizon is None
 
 
@@ -137,7 +95,7 @@ def test_gradient_check_passes_on_a_healthy_model_and_catches_a_wrong_backward(m
     rng = np.random.default_rng(2)
     params = model.init_params(V, 8, 2, init="uniform", scale=0.3, rng=rng, dtype=np.float32)
     ids = rng.integers(0, V, 12)
-    assert max(e for e in gradients.gradient_check(params, ids).values() if e is not None) < 1e-6
+    assert max(e for e in gradients.gradient_check(params, ids, "rnn").values() if e is not None) < 1e-6
     real_backward = model.backward
 
     def wrong_backward(p, cache):
@@ -146,18 +104,25 @@ def test_gradient_check_passes_on_a_healthy_model_and_catches_a_wrong_backward(m
         return grads, dh0
 
     monkeypatch.setattr(model, "backward", wrong_backward)
-    assert gradients.gradient_check(params, ids)["rnn.1.W_hh"] > 1e-4
+    assert gradients.gradient_check(params, ids, "rnn")["rnn.1.W_hh"] > 1e-4
 
 
 def test_report_json_shape_and_finite_values():
     rng = np.random.default_rng(3)
     params = model.init_params(V, H, 2, rng=rng, dtype=np.float64)
-    out = gradients.analyse(params, rng.integers(0, V, (3, 6)), clip_fraction=0.25).as_dict()
+    out = gradients.analyse(params, rng.integers(0, V, (3, 6)), "rnn", clip_fraction=0.25).as_dict()
     assert [layer["layer"] for layer in out["layers"]] == [0, 1] and out["clip_fraction"] == 0.25
     keys = {"layer", "lag", "dL_ds", "jacobian", "contribution", "horizon", "factor", "verdict",
             "spectral_radius", "max_singular_value"}
     assert keys <= set(out["layers"][0])
     assert len(out["layers"][0]["lag"]) == len(out["layers"][0]["dL_ds"]) == 5
+    numbers = [v for layer in out["layers"] for key in ("dL_ds", "jacobian", "contribution") for v in layer[key]]
+    numbers += [layer[key] for layer in out["layers"] for key in ("factor", "spectral_radius", "max_singular_value")]
+    numbers += [p[key] for p in out["params"].values() for key in ("grad_norm", "param_norm")]
+    numbers += [p["ratio"] for p in out["params"].values() if p["param_norm"] > 0]
+    assert all(isinstance(v, float) and np.isfinite(v) for v in numbers)
+    assert all(p["ratio"] is None for p in out["params"].values() if p["param_norm"] == 0)  # zero biases
+    assert json.loads(json.dumps(out)) == out  # plain JSON, nothing numpy inside
     assert set(out["params"]["rnn.0.W_hh"]) == {"grad_norm", "param_norm", "ratio"}
 
 
@@ -166,24 +131,24 @@ def test_bad_inputs():
     params = model.init_params(3, 4, 1, rng=rng, dtype=np.float64)
     vocab = Vocab(("a", "b", "c"))
     with pytest.raises(CharnnError, match="--steps must be >= 2"):
-        gradients.inspect_model(params, vocab, steps=1, text="abcabc")
+        gradients.inspect_model(params, "rnn", vocab, steps=1, text="abcabc")
     with pytest.raises(CharnnError, match="fewer than --steps"):
-        gradients.inspect_model(params, vocab, steps=10, text="abc")
+        gradients.inspect_model(params, "rnn", vocab, steps=10, text="abc")
     with pytest.raises(CharnnError, match="outside the model's vocabulary: 'z'"):
-        gradients.inspect_model(params, vocab, steps=3, text="abzab")
+        gradients.inspect_model(params, "rnn", vocab, steps=3, text="abzab")
     with pytest.raises(CharnnError, match="fewer than --steps"):
-        gradients.inspect_model(params, vocab, steps=10, corpus_ids=np.zeros(5, int))
+        gradients.inspect_model(params, "rnn", vocab, steps=10, corpus_ids=np.zeros(5, int))
 
 
 def test_lstm_reports_the_cell_state_path():
     rng = np.random.default_rng(5)
     params = model.init_params(V, 8, 1, rng=rng, dtype=np.float64, cell="lstm")
     ids = rng.integers(0, V, (2, 12))
-    layer = gradients.analyse(params, ids).layers[0]
+    layer = gradients.analyse(params, ids, "lstm").layers[0]
     assert layer.cell == "lstm" and layer.spectral_radius is None
     assert len(layer.dL_dc) == len(layer.cell_path) == 11 and layer.cell_path[0] == 1.0
     # forget gates start near sigmoid(1) ~ 0.73: the carousel decays, but slowly
     assert 0.1 < layer.cell_path[1] < 1 and all(a >= b for a, b in zip(layer.cell_path, layer.cell_path[1:]))
-    _, _, cache = model.forward(params, ids[:, :-1], ids[:, 1:], model.zero_state(params, 2))
+    _, _, cache = model.forward(params, ids[:, :-1], ids[:, 1:], model.zero_state(params, 2, "lstm"), cell="lstm")
     f = cache.cell_caches[0].gates[..., 8:16]
     assert layer.cell_path[3] == pytest.approx(np.mean(np.prod(f[-3:], axis=0).max(axis=1)), rel=1e-12)

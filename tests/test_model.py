@@ -1,4 +1,4 @@
-"""The model's maths: forward against a naive loop, backward against finite differences (float64)."""
+"""The model around the cells: input lookup, chunking, the loss, initialisation, and scratch memory."""
 
 import numpy as np
 import pytest
@@ -6,57 +6,24 @@ import pytest
 from charnn import model
 from charnn.errors import CharnnError
 from charnn.vocab import one_hot
-from gradcheck import numerical_grad, rel_error
+from charnn.workspace import Workspace
 
 V, H, B = 5, 4, 3
+CELLS = ["rnn", "lstm", "gru"]
 
 
-def make_params(num_layers=1, seed=0, scale=0.5, hidden=H, vocab=V):
+def make_params(cell="rnn", num_layers=1, seed=0, dtype=np.float64):
     rng = np.random.default_rng(seed)
-    return model.init_params(vocab, hidden, num_layers, init="normal", scale=scale, rng=rng, dtype=np.float64)
-
-
-def naive_forward(params, ids, targets, h0):
-    """Per-character loop with explicit one-hot inputs: the reference for forward."""
-    L = model.num_layers_of(params)
-    Bn, T = ids.shape
-    Vn = params["head.W_hy"].shape[1]
-    h = [s.copy() for s in h0]
-    total = 0.0
-    for t in range(T):
-        x = one_hot(ids[:, t], Vn)
-        for layer in range(L):
-            p = lambda k: params[f"rnn.{layer}.{k}"]
-            h[layer] = np.tanh(x @ p("W_xh") + h[layer] @ p("W_hh") + p("b_h"))
-            x = h[layer]
-        logits = x @ params["head.W_hy"] + params["head.b_y"]
-        for b in range(Bn):
-            z = logits[b] - logits[b].max()
-            total += -(z[targets[b, t]] - np.log(np.exp(z).sum()))
-    return total / (Bn * T), h
+    params = model.init_params(V, H, num_layers, init="normal", scale=0.5, rng=rng, dtype=dtype, cell=cell)
+    for p in params.values():
+        if p.ndim == 1:
+            p += rng.normal(0, 0.3, p.shape).astype(dtype)
+    return params
 
 
 def random_chunk(T, seed=1):
     rng = np.random.default_rng(seed)
     return rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
-
-
-def random_state(num_layers, seed=2):
-    rng = np.random.default_rng(seed)
-    return [rng.uniform(-0.9, 0.9, (B, H)) for _ in range(num_layers)]
-
-
-@pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("T", [1, 6])
-def test_forward_matches_naive_loop(num_layers, T):
-    params = make_params(num_layers)
-    ids, targets = random_chunk(T)
-    h0 = random_state(num_layers)
-    loss, last, _ = model.forward(params, ids, targets, h0)
-    ref_loss, ref_last = naive_forward(params, ids, targets, h0)
-    assert loss == pytest.approx(ref_loss, rel=1e-12)
-    for a, b in zip(last, ref_last):
-        np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
 def test_row_lookup_equals_one_hot_matmul():
@@ -66,80 +33,14 @@ def test_row_lookup_equals_one_hot_matmul():
     np.testing.assert_array_equal(W[ids], one_hot(ids, V) @ W)
 
 
-@pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("T", [1, 5])
-def test_backward_matches_finite_differences(num_layers, T):
-    params = make_params(num_layers)
-    ids, targets = random_chunk(T)
-    h0 = random_state(num_layers)
-    _, _, cache = model.forward(params, ids, targets, h0)
-    grads, dh0 = model.backward(params, cache)
-    loss = lambda: model.forward(params, ids, targets, h0)[0]
-    for name, p in params.items():
-        assert rel_error(grads[name], numerical_grad(loss, p)) < 1e-6, name
-    for layer in range(num_layers):
-        assert rel_error(dh0[layer], numerical_grad(loss, h0[layer])) < 1e-6
-
-
-@pytest.mark.parametrize("T", [1, 4])
-def test_layer_backward_with_random_upstream_gradient(T):
-    rng = np.random.default_rng(3)
-    xw = rng.normal(0, 0.5, (T, B, H))  # unsaturated tanh keeps finite differences accurate
-    h0 = rng.uniform(-0.9, 0.9, (B, H))
-    W_hh = rng.normal(0, 0.5, (H, H))
-    dS = rng.normal(size=(T, B, H))
-    dh_last = rng.normal(size=(B, H))
-
-    def objective():  # <dS, S[1:]> + <dh_last, S[T]>: any upstream gradient
-        S = model.rnn_layer_forward(xw, h0, W_hh)
-        return np.sum(dS * S[1:]) + np.sum(dh_last * S[-1])
-
-    S = model.rnn_layer_forward(xw, h0, W_hh)
-    dxw, dW_hh, dh0 = model.rnn_layer_backward(dS, S, W_hh, dh_last)
-    assert rel_error(dxw, numerical_grad(objective, xw)) < 1e-6
-    assert rel_error(dW_hh, numerical_grad(objective, W_hh)) < 1e-6
-    assert rel_error(dh0, numerical_grad(objective, h0)) < 1e-6
-
-
-def test_dropout_gradient_with_fixed_mask():
-    params = make_params(2)
-    ids, targets = random_chunk(4)
-    h0 = random_state(2)
-
-    def loss():  # the same seed draws the same masks each call
-        return model.forward(params, ids, targets, h0, dropout=0.3, rng=np.random.default_rng(9))[0]
-
-    _, _, cache = model.forward(params, ids, targets, h0, dropout=0.3, rng=np.random.default_rng(9))
-    assert any(m is not None and (m == 0).any() for m in cache.masks)
-    grads, _ = model.backward(params, cache)
-    for name, p in params.items():
-        assert rel_error(grads[name], numerical_grad(loss, p)) < 1e-6, name
-
-
-def test_hand_computed_single_step():
-    # V=2, H=1: s = tanh(W_xh[id] + h0*W_hh + b), logits = s*W_hy + b_y
-    params = {
-        "rnn.0.W_xh": np.array([[0.5], [-1.0]]),
-        "rnn.0.W_hh": np.array([[2.0]]),
-        "rnn.0.b_h": np.array([0.1]),
-        "head.W_hy": np.array([[1.0, -1.0]]),
-        "head.b_y": np.array([0.0, 0.5]),
-    }
-    s = np.tanh(0.5 + 0.3 * 2.0 + 0.1)  # id 0, h0 = 0.3
-    logits = np.array([s, -s + 0.5])
-    expected = -(logits[1] - np.log(np.exp(logits).sum()))
-    loss, last, _ = model.forward(params, np.array([[0]]), np.array([[1]]), [np.array([[0.3]])])
-    assert loss == pytest.approx(expected, rel=1e-14)
-    assert last[0][0, 0] == pytest.approx(s, rel=1e-14)
-
-
-def test_chunked_forward_equals_one_long_forward():
-    params = make_params(2)
+@pytest.mark.parametrize("cell", CELLS)
+def test_chunked_forward_equals_one_long_forward(cell):
+    params = make_params(cell, 2)
     ids, targets = random_chunk(8)
-    h0 = random_state(2)
-    loss_long, last_long, _ = model.forward(params, ids, targets, h0)
-    loss_a, mid, _ = model.forward(params, ids[:, :4], targets[:, :4], h0)
-    loss_b, last_b, _ = model.forward(params, ids[:, 4:], targets[:, 4:], mid)
+    h0 = model.zero_state(params, B, cell)
+    loss_long, last_long, _ = model.forward(params, ids, targets, h0, cell=cell)
+    loss_a, mid, _ = model.forward(params, ids[:, :4], targets[:, :4], h0, cell=cell)
+    loss_b, last_b, _ = model.forward(params, ids[:, 4:], targets[:, 4:], mid, cell=cell)
     assert (loss_a + loss_b) / 2 == pytest.approx(loss_long, rel=1e-12)
     for a, b in zip(last_long, last_b):
         np.testing.assert_allclose(a, b, rtol=1e-12)
@@ -154,19 +55,19 @@ def test_softmax_cross_entropy_is_stable_at_huge_logits(dtype):
     params = make_params()
     params["head.W_hy"] *= 1e4  # huge logits through the whole model
     ids, targets = random_chunk(3)
-    loss, _, cache = model.forward(params, ids, targets, random_state(1))
+    loss, _, cache = model.forward(params, ids, targets, model.zero_state(params, B, "rnn"), cell="rnn")
     grads, _ = model.backward(params, cache)
     assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads.values())
 
 
-def test_float32_is_the_default_and_kept_throughout():
-    params = model.init_params(V, H, 2, rng=np.random.default_rng(0))
+@pytest.mark.parametrize("cell", CELLS)
+def test_float32_is_the_default_and_kept_throughout(cell):
+    params = model.init_params(V, H, 2, rng=np.random.default_rng(0), cell=cell)
     assert all(p.dtype == np.float32 for p in params.values())
     ids, targets = random_chunk(3)
-    _, last, cache = model.forward(params, ids, targets, model.zero_state(params, B))
+    _, last, cache = model.forward(params, ids, targets, model.zero_state(params, B, cell), cell=cell)
     grads, _ = model.backward(params, cache)
-    assert all(g.dtype == np.float32 for g in grads.values())
-    assert last[0].dtype == np.float32
+    assert all(g.dtype == np.float32 for g in grads.values()) and last[0].dtype == np.float32
 
 
 @pytest.mark.parametrize("init", model.INITS)
@@ -179,6 +80,20 @@ def test_init_shapes_and_zero_biases(init):
         np.testing.assert_allclose(W @ W.T, np.eye(6), atol=1e-6)
     if init == "uniform":
         assert np.abs(params["rnn.0.W_xh"]).max() <= 0.1
+
+
+def test_init_of_gated_cells():
+    rng = np.random.default_rng(4)
+    lstm = model.init_params(7, 6, 1, init="orthogonal", rng=rng, cell="lstm")
+    assert lstm["rnn.0.W_h"].shape == (6, 24) and lstm["rnn.0.W_x"].shape == (7, 24)
+    np.testing.assert_array_equal(lstm["rnn.0.b"][6:12], 1.0)  # forget gate open
+    assert not lstm["rnn.0.b"][:6].any() and not lstm["rnn.0.b"][12:].any()
+    block = lstm["rnn.0.W_h"][:, 12:18].astype(np.float64)
+    np.testing.assert_allclose(block @ block.T, np.eye(6), atol=1e-6)
+    gru = model.init_params(7, 6, 2, rng=rng, cell="gru")
+    assert set(gru) == {"rnn.0.W_x", "rnn.0.W_h", "rnn.0.b_x", "rnn.0.b_h", "rnn.1.W_x", "rnn.1.W_h",
+                        "rnn.1.b_x", "rnn.1.b_h", "head.W_hy", "head.b_y"}
+    assert model.zero_state(lstm, 3, "lstm")[0].shape == (3, 12)
 
 
 def test_same_seed_same_params_different_seed_different():
@@ -201,3 +116,51 @@ def test_nan_parameter_is_reported_by_name():
     params["rnn.0.W_hh"][0, 0] = np.nan
     with pytest.raises(CharnnError, match="rnn.0.W_hh"):
         model.check_finite(params)
+
+
+# ---- scratch memory --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_held_cache_is_never_overwritten_by_later_steps(cell):
+    """A cache still held keeps its arrays: the workspace hands out only arrays given back to it."""
+    params = make_params(cell, 2, dtype=np.float32)
+    rng = np.random.default_rng(5)
+    chunks = [(rng.integers(0, V, (B, 6)), rng.integers(0, V, (B, 6))) for _ in range(4)]
+    h0 = model.zero_state(params, B, cell)
+    ws = Workspace()
+    _, _, held = model.forward(params, *chunks[0], h0, cell=cell, ws=ws)
+    snapshot = [a.copy() for a in held.buffers]
+    expected, _ = model.backward(params, held, ws)
+    for ids, targets in chunks[1:]:  # same shapes: exactly what a workspace would reuse
+        _, _, cache = model.forward(params, ids, targets, h0, cell=cell, ws=ws)
+        model.backward(params, cache, ws)
+        ws.release(cache)
+    assert all(np.array_equal(a, b) for a, b in zip(held.buffers, snapshot))
+    again, _ = model.backward(params, held, ws)
+    for name in params:
+        np.testing.assert_array_equal(again[name], expected[name], err_msg=name)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_released_arrays_are_reused_and_a_released_cache_refuses_backward(cell):
+    params = make_params(cell, 1, dtype=np.float32)
+    ids, targets = random_chunk(6)
+    h0 = model.zero_state(params, B, cell)
+    ws = Workspace()
+    _, _, first = model.forward(params, ids, targets, h0, cell=cell, ws=ws)
+    ws.release(first)
+    with pytest.raises(ValueError, match="released"):
+        model.backward(params, first, ws)
+    pooled = {id(a) for free in ws._free.values() for a in free}
+    _, _, second = model.forward(params, ids, targets, h0, cell=cell, ws=ws)
+    assert {id(a) for a in second.buffers} <= pooled  # the same memory again, no new allocation
+
+
+def test_without_a_workspace_forward_and_backward_allocate_anew():
+    params = make_params()
+    ids, targets = random_chunk(4)
+    h0 = model.zero_state(params, B, "rnn")
+    _, _, a = model.forward(params, ids, targets, h0, cell="rnn")
+    _, _, b = model.forward(params, ids, targets, h0, cell="rnn")
+    assert not any(np.shares_memory(x, y) for x in a.buffers for y in b.buffers)

@@ -9,11 +9,11 @@ from charnn.optim import OptimizerSpec, Schedule, apply_update, clip_gradients, 
 
 
 def one_step(name, p0=1.0, g=0.5, lr=0.1, **kw):
-    spec = OptimizerSpec(name=name, **kw)
-    params = {"w.W": np.array([p0])}
+    spec = OptimizerSpec(optimizer=name, **kw)
+    params = {"w.W": np.array([[p0]])}
     state = init_state(spec, params)
-    apply_update(spec, params, {"w.W": np.array([g])}, state, lr)
-    return params["w.W"][0], state
+    apply_update(spec, params, {"w.W": np.array([[g]])}, state, lr)
+    return params["w.W"][0, 0], state
 
 
 def test_sgd_plain_and_momentum():
@@ -58,11 +58,23 @@ def test_adamw_decouples_weight_decay_and_adam_couples_it():
     assert p == pytest.approx(1.0 - 0.1, rel=1e-7)
 
 
-def test_weight_decay_skips_biases():
-    spec = OptimizerSpec("adamw", weight_decay=0.5)
-    params = {"head.b_y": np.array([1.0])}
-    apply_update(spec, params, {"head.b_y": np.array([0.0])}, init_state(spec, params), 0.1)
-    assert params["head.b_y"][0] == 1.0
+@pytest.mark.parametrize("name", ["adamw", "adam", "sgd"])
+def test_weight_decay_applies_to_every_matrix_and_no_vector(name):
+    spec = OptimizerSpec(name, weight_decay=0.5, momentum=0.0)
+    params = {"any.name": np.ones((2, 2)), "another": np.ones(3)}  # decided by shape, not by name
+    zero = {k: np.zeros_like(v) for k, v in params.items()}
+    apply_update(spec, params, zero, init_state(spec, params), 0.1)
+    assert np.all(params["any.name"] < 1) and np.all(params["another"] == 1)
+
+
+def test_spec_and_schedule_take_every_train_key_of_their_name():
+    from charnn.config import TrainConfig
+    from charnn.optim import from_config
+
+    t = TrainConfig(optimizer="sgd", momentum=0.5, nesterov=True, weight_decay=0.2, lr=0.3,
+                    lr_schedule="step", warmup_steps=7, min_lr=0.01, decay_rate=0.25, decay_every=3)
+    assert from_config(OptimizerSpec, t) == OptimizerSpec("sgd", momentum=0.5, nesterov=True, weight_decay=0.2)
+    assert from_config(Schedule, t) == Schedule(0.3, "step", 7, 0.01, 0.25, 3)
 
 
 def test_clip_by_norm_rescales_and_reports_pre_clip_norm():

@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charnn import model, prepare
+from charnn import prepare
 from charnn.config import DataConfig
 from charnn.errors import CharnnError
-from charnn.evaluate import evaluate_ids
 from charnn.vocab import Vocab
 
 
@@ -177,30 +176,6 @@ def test_inline_text_needs_no_cache(tmp_path):
     got = prepare.prepare(DataConfig(text="hello"), tmp_path / "cache")
     assert got.cache_dir is None and got.vocab.chars == ("e", "h", "l", "o")
     assert not (tmp_path / "cache").exists()
-
-
-def test_batched_evaluation_matches_the_exact_single_stream_value():
-    rng = np.random.default_rng(0)
-    params = model.init_params(12, 16, 2, init="uniform", scale=0.2, rng=rng, dtype=np.float64)
-    ids = rng.integers(0, 12, 4001)
-    exact = evaluate_ids(params, ids).nats_per_char
-    assert evaluate_ids(params, ids, streams=7, warmup=200).nats_per_char == pytest.approx(exact, rel=1e-6)
-    # the exact definition, by hand: mean over i >= 1 of -ln p(c_i | c_<i) from a zero state
-    h = model.zero_state(params, 1)
-    total = 0.0
-    for i in range(1, 40):
-        loss, h, _ = model.forward(params, ids[None, i - 1 : i], ids[None, i : i + 1], h)
-        total += loss
-    assert evaluate_ids(params, ids[:40]).nats_per_char == pytest.approx(total / 39, rel=1e-12)
-
-
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_batched_evaluation_of_gated_cells(cell):
-    rng = np.random.default_rng(1)
-    params = model.init_params(12, 16, 2, rng=rng, dtype=np.float64, cell=cell)
-    ids = rng.integers(0, 12, 3001)
-    exact = evaluate_ids(params, ids).nats_per_char
-    assert evaluate_ids(params, ids, streams=5, warmup=200).nats_per_char == pytest.approx(exact, rel=1e-6)
 
 
 def test_a_build_left_by_a_killed_process_is_removed(tmp_path):

@@ -16,9 +16,9 @@ def test_generated_text_is_what_the_model_predicts(cell):
     for p in params.values():
         if p.ndim == 1:
             p += rng.normal(0, 0.5, p.shape)
-    text = "ab" + "".join(sample.generate(params, vocab, "ab", 12, greedy=True, rng=rng))
+    text = "ab" + "".join(sample.generate(params, cell, vocab, "ab", 12, greedy=True, rng=rng))
     ids = vocab.encode(text)
-    _, _, cache = model.forward(params, ids[None, :-1], ids[None, 1:], model.zero_state(params, 1))
+    _, _, cache = model.forward(params, ids[None, :-1], ids[None, 1:], model.zero_state(params, 1, cell), cell=cell)
     # each greedy character is the argmax of the model's prediction at that position
     assert np.array_equal(cache.probs.argmax(axis=1)[1:], ids[2:])
 
@@ -39,8 +39,8 @@ def test_bad_options_and_unknown_seed_characters():
     params = model.init_params(3, 4, 1, rng=np.random.default_rng(0))
     vocab = Vocab(("a", "b", "c"))
     with pytest.raises(CharnnError, match="'z'"):
-        sample.generate(params, vocab, "az", 5, rng=np.random.default_rng(0))
+        sample.generate(params, "rnn", vocab, "az", 5, rng=np.random.default_rng(0))
     with pytest.raises(CharnnError, match="temperature"):
-        sample.generate(params, vocab, "a", 5, temperature=0, rng=np.random.default_rng(0))
-    assert "".join(sample.generate(params, vocab, "a", 0, rng=np.random.default_rng(0))) == ""
-    assert len("".join(sample.generate(params, vocab, "", 7, rng=np.random.default_rng(0)))) == 7
+        sample.generate(params, "rnn", vocab, "a", 5, temperature=0, rng=np.random.default_rng(0))
+    assert "".join(sample.generate(params, "rnn", vocab, "a", 0, rng=np.random.default_rng(0))) == ""
+    assert len("".join(sample.generate(params, "rnn", vocab, "", 7, rng=np.random.default_rng(0)))) == 7

@@ -30,7 +30,7 @@ def test_overfits_hello_and_greedy_decoding_spells_it(tmp_path):
     assert result.step == 300 and final < 0.05
     ckpt = checkpoint.load(result.run_dir / "best.npz")
     vocab = Vocab(tuple(ckpt.vocab_chars))
-    text = "".join(generate(ckpt.params, vocab, "h", 4, greedy=True, rng=np.random.default_rng(0)))
+    text = "".join(generate(ckpt.params, ckpt.cell, vocab, "h", 4, greedy=True, rng=np.random.default_rng(0)))
     assert text == "ello"
 
 
@@ -134,18 +134,24 @@ def test_text_too_short_for_one_batch_names_the_keys(write_config):
 def test_init_from_copies_weights_and_checks_vocabulary(write_config, tmp_path):
     first = train(load_config(write_config()), tmp_path / "first")
     ckpt_path = first.run_dir / "latest.npz"
-    cfg = load_config(write_config(), [f"run.init_from={ckpt_path}", "train.steps=1", "run.eval_every=0"])
+    cfg = load_config(write_config(), [f"run.init_from={ckpt_path}", "train.steps=1", "run.eval_every=0",
+                                       "train.lr=1e-12", "run.seed=5"])
     second = train(cfg, tmp_path / "second")
     assert second.step == 1
+    theirs = checkpoint.load(ckpt_path).params
+    ours = checkpoint.load(second.run_dir / "latest.npz").params
+    for name in theirs:  # one step at a negligible rate: still the weights it started from
+        np.testing.assert_allclose(ours[name], theirs[name], atol=1e-6, err_msg=name)
+    assert not np.allclose(theirs["rnn.0.W_hh"], model.init_params(14, 12, 1, rng=np.random.default_rng(5))["rnn.0.W_hh"])
     other = load_config(write_config(text="xyz " * 100), [f"run.init_from={ckpt_path}"])
     with pytest.raises(CharnnError, match="vocabulary differs"):
         train(other, tmp_path / "third")
 
 
 def test_max_minutes_stops_on_time(write_config):
-    cfg = load_config(write_config(), ["train.max_minutes=0.0000001", "train.steps=100000"])
-    result = train(cfg)
-    assert result.stop_reason == "time" and result.step < 100000
+    cfg = load_config(write_config(), ["train.max_minutes=0.0000001", "train.steps=5000"])
+    result = train(cfg)  # were the time budget ignored, this would end after 5000 steps and fail below
+    assert result.stop_reason == "time" and result.step < 5000
 
 
 def test_infinite_gradient_stops_before_the_update(write_config, monkeypatch):
@@ -153,9 +159,9 @@ def test_infinite_gradient_stops_before_the_update(write_config, monkeypatch):
     real_backward = model.backward
     calls = {"n": 0}
 
-    def exploding_backward(params, cache):
+    def exploding_backward(*args, **kwargs):
         calls["n"] += 1
-        grads, dh0 = real_backward(params, cache)
+        grads, dh0 = real_backward(*args, **kwargs)
         if calls["n"] == 7:
             grads["rnn.0.W_hh"][0, 0] = np.inf
         return grads, dh0
@@ -182,6 +188,9 @@ def test_resume_survives_a_metrics_line_cut_short(write_config, tmp_path):
         f.write('{"step": 11, "train_lo')
     result = train(load_config(path), tmp_path / "r", resume=True)
     assert result.step == 20
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    assert '{"step": 11, "train_lo' not in (tmp_path / "r" / "metrics.jsonl").read_text()
+    assert [json.loads(line)["step"] for line in lines if "train_loss" in line] == list(range(1, 21))
 
 
 def test_failed_init_from_leaves_no_run_directory(write_config, tmp_path):

@@ -1,0 +1,20 @@
+"""The recurrent cells, looked up by the config's model.cell: the one place a cell is named.
+
+Adding a cell: write charnn/cells/<name>.py with a class implementing `Cell` (cells/base.py),
+add a line to CELLS below, and a reference implementation to charnn/reference.py (the tests
+check every cell's fast kernels against it).
+"""
+
+from __future__ import annotations
+
+from charnn.cells.base import Cell
+from charnn.cells.elman import Elman
+from charnn.cells.gru import GRU
+from charnn.cells.lstm import LSTM
+
+CELLS: dict[str, Cell] = {"rnn": Elman(), "lstm": LSTM(), "gru": GRU()}
+
+
+def get(name: str) -> Cell:
+    """The cell for a model.cell value (the config has already checked it is one of CELLS)."""
+    return CELLS[name]

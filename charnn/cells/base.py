@@ -1,0 +1,81 @@
+"""The interface every recurrent cell implements.
+
+A cell is one module holding one class; the registry (charnn/cells/__init__.py) maps the
+config's `model.cell` to an instance, and nothing else in charnn asks which cell it holds.
+Letters: T steps, B streams, H units per layer, k gate blocks (Elman 1, LSTM 4, GRU 3), w the
+width of the carried state (H, or 2H for the LSTM's [h | c]). Arrays are time-major; `p` is
+one layer's parameters by short name (the checkpoint key without its "rnn.{l}." prefix).
+
+The model computes a layer's input part for all steps at once, xa_t = x_t W_in + b_in (one
+GEMM, or a row lookup at layer 0), and the cell runs the recurrence over it. The model then
+turns the cell's dxa into the gradients of W_in and b_in and of the layer's input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from charnn.workspace import Workspace
+
+
+class Cell(Protocol):
+    name: str  # the value of model.cell
+    gates: int  # k: blocks of H columns in W_in and W_rec
+    input_weight: str  # W_in (fan_in, kH)
+    input_bias: str  # b_in (kH,), added to the input part
+    recurrent_weight: str  # W_rec (H, kH), multiplied by the previous output
+    gate_names: tuple[str, ...]  # the gates gate_values reports (none for the Elman cell)
+
+    def param_shapes(self, fan_in: int, H: int) -> dict[str, tuple[int, ...]]:
+        """Short name -> shape of one layer's parameters, in initialisation order."""
+
+    def init_biases(self, p: dict[str, np.ndarray], H: int) -> None:
+        """Set the biases' starting values in place (they arrive as zeros)."""
+
+    def state_width(self, H: int) -> int:
+        """w: the width of the state carried from one chunk to the next."""
+
+    def forward(self, xa: np.ndarray, state0: np.ndarray, p: dict, ws: Workspace) -> tuple[np.ndarray, np.ndarray, Any]:
+        """Run T steps. Returns h (T+1, B, H) with h[0] the initial output, the last state
+        (B, w) as a fresh array, and a cache for backward whose `buffers` came from ws."""
+
+    def backward(self, dh: np.ndarray, cache: Any, p: dict, ws: Workspace, dlast: np.ndarray | None = None,
+                 trace: dict | None = None) -> tuple[np.ndarray, dict, np.ndarray]:
+        """dh (T, B, H): the gradient reaching h[1:] from outside the recurrence (it may be
+        overwritten); dlast: an extra gradient on the last state. Returns (dxa (T, B, kH),
+        the gradients of the recurrent-side parameters by short name, dstate0 (B, w)).
+        With a `trace` dict, also records "dh" (T, B, H), the total gradient on each output,
+        "da" (T, B, kH), the gradient of the recurrent pre-activation (h_{t-1} W_rec), and,
+        for the LSTM, "dc" on each cell state: what inspect-gradients measures."""
+
+    def step(self, xa: np.ndarray, state: np.ndarray, p: dict) -> tuple[np.ndarray, np.ndarray]:
+        """One step, for sampling: xa (B, kH), state (B, w) -> (h (B, H), next state)."""
+
+    def jacobian_product(self, M: np.ndarray, t: int, cache: Any, p: dict) -> np.ndarray:
+        """M @ J_t for a batch of matrices M (N, H, w), J_t = ds_t/ds_{t-1} (t = 1..T) acting on
+        column vectors, without forming J_t."""
+
+    def unit_values(self, cache: Any) -> np.ndarray:
+        """(T, B, H): what each unit shows at each step (the output, or the LSTM's tanh(c))."""
+
+    def gate_values(self, cache: Any) -> dict[str, np.ndarray]:
+        """Gate name -> (T, B, H) activations (empty for the Elman cell)."""
+
+
+class CellBase:
+    """Defaults a cell may keep: its state is its output, and its biases start at zero."""
+
+    gate_names: tuple[str, ...] = ()
+
+    def init_biases(self, p: dict[str, np.ndarray], H: int) -> None:
+        pass
+
+    def state_width(self, H: int) -> int:
+        return H
+
+
+def column_scaled(M: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """M @ diag(v) for a batch: M (N, H, w) with its columns scaled per matrix by v (N, w)."""
+    return M * v[:, None, :]

@@ -1,0 +1,90 @@
+"""The reference model is the specification: its backward against finite differences, and every
+fast kernel (model.forward / model.backward over each cell) against it, in float64."""
+
+import numpy as np
+import pytest
+
+from charnn import model, reference
+from gradcheck import numerical_grad, rel_error
+
+V, H, B = 5, 4, 3
+CELLS = ["rnn", "lstm", "gru"]
+
+
+def make_params(cell, num_layers, seed=0):
+    rng = np.random.default_rng(seed)
+    params = model.init_params(V, H, num_layers, init="normal", scale=0.5, rng=rng, dtype=np.float64, cell=cell)
+    for p in params.values():  # nonzero biases, so their gradients are checked too
+        if p.ndim == 1:
+            p += rng.normal(0, 0.3, p.shape)
+    return params
+
+
+def make_chunk(cell, params, T, seed=1):
+    rng = np.random.default_rng(seed)
+    ids, targets = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+    h0 = [rng.normal(0, 0.5, s.shape) for s in model.zero_state(params, B, cell)]
+    return ids, targets, h0
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("num_layers, T", [(1, 1), (1, 5), (2, 4)])
+def test_reference_backward_matches_finite_differences(cell, num_layers, T):
+    params = make_params(cell, num_layers)
+    ids, targets, h0 = make_chunk(cell, params, T)
+    grads, dh0 = reference.backward(params, reference.forward(params, cell, ids, targets, h0))
+    loss = lambda: reference.forward(params, cell, ids, targets, h0)["loss"]
+    for name, p in params.items():
+        assert rel_error(grads[name], numerical_grad(loss, p)) < 1e-6, name
+    for layer in range(num_layers):
+        assert rel_error(dh0[layer], numerical_grad(loss, h0[layer])) < 1e-6
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("num_layers, T", [(1, 1), (2, 6)])
+@pytest.mark.parametrize("dropout", [0.0, 0.4])
+def test_fast_model_equals_the_reference(cell, num_layers, T, dropout):
+    params = make_params(cell, num_layers)
+    ids, targets, h0 = make_chunk(cell, params, T)
+    rng = np.random.default_rng(7) if dropout else None
+    loss, last, cache = model.forward(params, ids, targets, h0, cell=cell, dropout=dropout, rng=rng)
+    grads, dh0 = model.backward(params, cache)
+    masks = [None if m is None else m.transpose(1, 0, 2) for m in cache.masks]  # to batch-first
+    assert not dropout or any((m == 0).any() for m in masks)
+    ref = reference.forward(params, cell, ids, targets, h0, masks=masks)
+    ref_grads, ref_dh0 = reference.backward(params, ref)
+    assert loss == pytest.approx(ref["loss"], rel=1e-12)
+    np.testing.assert_allclose(cache.probs.reshape(T, B, V).transpose(1, 0, 2), ref["probs"], rtol=1e-10)
+    for a, b in zip(last, ref["last"]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+    for layer in range(num_layers):
+        np.testing.assert_allclose(cache.outputs[layer], np.stack(ref["outputs"][layer]), rtol=1e-10, atol=1e-14)
+    for name in params:
+        np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-9, atol=1e-14, err_msg=name)
+    for a, b in zip(dh0, ref_dh0):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_fast_model_backward_matches_finite_differences(cell):
+    params = make_params(cell, 2)
+    ids, targets, h0 = make_chunk(cell, params, 3)
+    _, _, cache = model.forward(params, ids, targets, h0, cell=cell)
+    grads, dh0 = model.backward(params, cache)
+    loss = lambda: model.forward(params, ids, targets, h0, cell=cell)[0]
+    for name, p in params.items():
+        assert rel_error(grads[name], numerical_grad(loss, p)) < 1e-6, name
+    assert rel_error(dh0[1], numerical_grad(loss, h0[1])) < 1e-6
+
+
+def test_hand_computed_elman_step():
+    # V=2, H=1: s = tanh(W_xh[id] + h0 W_hh + b_h), logits = s W_hy + b_y
+    params = {"rnn.0.W_xh": np.array([[0.5], [-1.0]]), "rnn.0.W_hh": np.array([[2.0]]), "rnn.0.b_h": np.array([0.1]),
+              "head.W_hy": np.array([[1.0, -1.0]]), "head.b_y": np.array([0.0, 0.5])}
+    s = np.tanh(0.5 + 0.3 * 2.0 + 0.1)  # id 0, h0 = 0.3
+    logits = np.array([s, -s + 0.5])
+    expected = -(logits[1] - np.log(np.exp(logits).sum()))
+    ref = reference.forward(params, "rnn", np.array([[0]]), np.array([[1]]), [np.array([[0.3]])])
+    assert ref["loss"] == pytest.approx(expected, rel=1e-14) and ref["last"][0][0, 0] == pytest.approx(s, rel=1e-14)
+    loss, last, _ = model.forward(params, np.array([[0]]), np.array([[1]]), [np.array([[0.3]])], cell="rnn")
+    assert loss == pytest.approx(expected, rel=1e-14) and last[0][0, 0] == pytest.approx(s, rel=1e-14)
