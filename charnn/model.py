@@ -229,10 +229,11 @@ def forward(params: Params, ids: np.ndarray, targets: np.ndarray, h0: list[np.nd
     x, last_states = None, []
     for layer in range(len(h0)):
         p = layer_params(params, layer)
-        xa = ws.take((T, B, c.gates * H), dtype)
-        _input_part(p, c, x, ids_tm if layer == 0 else None, xa)
+        xa = ws.take((T + 1, B, c.gates * H), dtype)  # row 0 spare (see Cell.forward)
+        _input_part(p, c, x, ids_tm if layer == 0 else None, xa[1:])
         h, last, cell_cache = c.forward(xa, h0[layer], p, ws)
-        ws.give(xa)
+        if not any(b is xa for b in cell_cache.buffers):
+            ws.give(xa)
         cache.buffers.extend(cell_cache.buffers)
         cache.outputs.append(h)
         cache.cell_caches.append(cell_cache)

@@ -12,6 +12,11 @@ B, H = 3, 4
 CELLS = list(cells.CELLS)
 
 
+def rows(xa):
+    """The input part as Cell.forward takes it: a spare row 0, then one row per step (a fresh copy)."""
+    return np.concatenate([np.zeros_like(xa[:1]), xa])
+
+
 def layer(cell, fan_in=5, seed=0):
     """One layer's parameters with nonzero biases, and a random input part and state."""
     c = cells.get(cell)
@@ -29,10 +34,10 @@ def test_layer_backward_with_random_upstream_gradients(cell, T):
     dh_out, dlast = rng.normal(size=(T, B, H)), rng.normal(size=(B, c.state_width(H)))
 
     def objective():  # <dh_out, h[1:]> + <dlast, last>: any upstream gradient
-        h, last, _ = c.forward(xa, state0, p, FRESH)
+        h, last, _ = c.forward(rows(xa), state0, p, FRESH)
         return np.sum(dh_out * h[1:]) + np.sum(dlast * last)
 
-    _, _, cache = c.forward(xa, state0, p, FRESH)
+    _, _, cache = c.forward(rows(xa), state0, p, FRESH)
     dxa, grads, dstate0 = c.backward(dh_out.copy(), cache, p, FRESH, dlast)
     assert rel_error(dxa, numerical_grad(objective, xa)) < 1e-6
     assert rel_error(dstate0, numerical_grad(objective, state0)) < 1e-6
@@ -49,7 +54,7 @@ def test_forward_matches_the_reference_step_by_step(cell):
     x = rng.normal(size=(T, B, 5))
     state = rng.normal(0, 0.5, (B, c.state_width(H)))
     xa = x @ p[c.input_weight] + p[c.input_bias]
-    h, last, _ = c.forward(xa, state, p, FRESH)
+    h, last, _ = c.forward(rows(xa), state, p, FRESH)
     ref_step = reference.STEPS[cell][0]
     for t in range(T):
         out, state = ref_step(p, x[t], state)[:2]
@@ -62,7 +67,7 @@ def test_one_step_for_sampling_equals_forward(cell):
     c, p, rng = layer(cell)
     xa = rng.normal(0, 0.7, (6, B, c.gates * H))
     state0 = rng.normal(0, 0.7, (B, c.state_width(H)))
-    h, last, _ = c.forward(xa, state0, p, FRESH)
+    h, last, _ = c.forward(rows(xa), state0, p, FRESH)
     state = state0
     for t in range(6):
         out, state = c.step(xa[t], state, p)
@@ -78,7 +83,7 @@ def test_jacobian_product_equals_the_step_jacobian(cell):
     T = 3
     xa = rng.normal(0, 0.7, (T, B, c.gates * H))
     state0 = rng.normal(0, 0.7, (B, c.state_width(H)))
-    _, _, cache = c.forward(xa, state0, p, FRESH)
+    _, _, cache = c.forward(rows(xa), state0, p, FRESH)
     states = [state0]
     for t in range(T):
         states.append(c.step(xa[t], states[-1], p)[1])
@@ -97,7 +102,7 @@ def test_jacobian_product_equals_the_step_jacobian(cell):
 def test_values_a_report_shows(cell):
     c, p, rng = layer(cell)
     xa = rng.normal(0, 0.7, (4, B, c.gates * H))
-    h, _, cache = c.forward(xa, rng.normal(0, 0.5, (B, c.state_width(H))), p, FRESH)
+    h, _, cache = c.forward(rows(xa), rng.normal(0, 0.5, (B, c.state_width(H))), p, FRESH)
     units = c.unit_values(cache)
     assert units.shape == (4, B, H) and np.all(np.abs(units) <= 1)
     if cell == "rnn":

@@ -38,8 +38,10 @@ class Cell(Protocol):
         """w: the width of the state carried from one chunk to the next."""
 
     def forward(self, xa: np.ndarray, state0: np.ndarray, p: dict, ws: Workspace) -> tuple[np.ndarray, np.ndarray, Any]:
-        """Run T steps. Returns h (T+1, B, H) with h[0] the initial output, the last state
-        (B, w) as a fresh array, and a cache for backward whose `buffers` came from ws."""
+        """Run T steps over xa (T+1, B, kH), whose rows 1..T hold the input part and row 0 is free:
+        the cell may write into xa and keep it (the Elman cell turns it into its states in place).
+        Returns h (T+1, B, H) with h[0] the initial output, the last state (B, w) as a fresh
+        array, and a cache for backward whose `buffers` (from ws, xa among them if kept) it owns."""
 
     def backward(self, dh: np.ndarray, cache: Any, p: dict, ws: Workspace, dlast: np.ndarray | None = None,
                  trace: dict | None = None) -> tuple[np.ndarray, dict, np.ndarray]:

@@ -24,15 +24,19 @@ class Elman(CellBase):
         return {"W_xh": (fan_in, H), "W_hh": (H, H), "b_h": (H,)}
 
     def forward(self, xa: np.ndarray, state0: np.ndarray, p: dict, ws: Workspace):
-        T, B, H = xa.shape
-        h = ws.take((T + 1, B, H), xa.dtype)
+        """In place: the states are written over the input part, so xa becomes h (and is kept)."""
+        h = xa
+        T, B, H = h.shape[0] - 1, h.shape[1], h.shape[2]
         h[0] = state0
-        W_hh, tmp = p["W_hh"], np.empty((B, H), xa.dtype)
+        W_hh, tmp = p["W_hh"], np.empty((B, H), h.dtype)
         matmul, add, tanh = np.matmul, np.add, np.tanh
-        for t in range(T):
-            matmul(h[t], W_hh, out=tmp)  # s_{t-1} W_hh
-            add(tmp, xa[t], out=h[t + 1])  # + x_t W_xh + b_h
-            tanh(h[t + 1], out=h[t + 1])
+        prev = h[0]
+        for t in range(1, T + 1):
+            st = h[t]  # holds x_t W_xh + b_h
+            matmul(prev, W_hh, out=tmp)  # s_{t-1} W_hh
+            add(tmp, st, out=st)
+            tanh(st, out=st)
+            prev = st
         return h, h[-1].copy(), ElmanCache(h, (h,))
 
     def backward(self, dh, cache: ElmanCache, p: dict, ws: Workspace, dlast=None, trace=None):

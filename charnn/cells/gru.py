@@ -41,6 +41,7 @@ class GRU(CellBase):
         return {"W_x": (fan_in, 3 * H), "W_h": (H, 3 * H), "b_x": (3 * H,), "b_h": (3 * H,)}
 
     def forward(self, xa: np.ndarray, state0: np.ndarray, p: dict, ws: Workspace):
+        xa = xa[1:]  # row 0 is spare
         T, B, H3 = xa.shape
         H = H3 // 3
         dtype = xa.dtype

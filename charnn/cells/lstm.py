@@ -48,7 +48,8 @@ class LSTM(CellBase):
     def state_width(self, H: int) -> int:
         return 2 * H
 
-    def forward(self, xa: np.ndarray, state0: np.ndarray, p: dict, ws: Workspace):
+    def forward(self, xa_rows: np.ndarray, state0: np.ndarray, p: dict, ws: Workspace):
+        xa = xa_rows[1:]  # row 0 is spare; the input part becomes the activated gates in place
         T, B, H4 = xa.shape
         H = H4 // 4
         dtype = xa.dtype
@@ -57,8 +58,8 @@ class LSTM(CellBase):
         # halve the i, f, o columns up front (of the input part for all steps at once, and of a
         # copy of W_h); then one tanh and one affine map per step activate all four gates
         half, shift = _gate_scales(H, dtype)
-        gates = ws.take(xa.shape, dtype)  # becomes the activated gates step by step
-        np.multiply(xa, half, out=gates)
+        gates = xa  # becomes the activated gates step by step
+        gates *= half
         W_half = p["W_h"] * half
         ha, ig = np.empty((B, H4), dtype), np.empty((B, H), dtype)
         matmul, multiply, tanh = np.matmul, np.multiply, np.tanh
@@ -75,7 +76,7 @@ class LSTM(CellBase):
             tanh(c[t + 1], out=tanh_c[t])
             multiply(a[:, 3 * H :], tanh_c[t], out=h[t + 1])
         last = np.concatenate([h[-1], c[-1]], axis=1)
-        return h, last, LSTMCache(gates, c, tanh_c, h, (gates, c, tanh_c, h))
+        return h, last, LSTMCache(gates, c, tanh_c, h, (xa_rows, c, tanh_c, h))
 
     def backward(self, dh_out, cache: LSTMCache, p: dict, ws: Workspace, dlast=None, trace=None):
         T, B, H = dh_out.shape
