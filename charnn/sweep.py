@@ -289,6 +289,21 @@ def _engine_kwargs(url: str) -> dict:
     return {}
 
 
+def _rdb_storage(url: str):
+    import sqlalchemy.exc
+
+    for attempt in range(5):
+        try:
+            return _optuna().storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url),
+                                                 heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # workers starting together on an empty database race to create Optuna's tables, and
+            # PostgreSQL's CREATE TABLE IF NOT EXISTS is not atomic: the loser retries, finds them made
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 def _storage(sweep: Sweep, create: bool):
     optuna = _optuna()
     url, shown = sweep.storage, shown_storage(sweep.storage)
@@ -300,12 +315,12 @@ def _storage(sweep: Sweep, create: bool):
 
             Path(url).parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(JournalFileBackend(url))
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url),
-                                          heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        return _rdb_storage(url)
     except CharnnError:
         raise
     except ImportError as e:
-        raise CharnnError(f"--storage {shown}: its database driver {e.name or ''} is not installed; "
+        missing = e.name or getattr(e.__cause__, "name", None) or "module"
+        raise CharnnError(f"--storage {shown}: its database driver ({missing}) is not installed; "
                           "for PostgreSQL: pip install -e '.[postgres]'") from None
     except Exception as e:  # SQLAlchemy's errors for a bad URL, a refused connection, a missing folder
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -376,8 +391,10 @@ def _alive(pid: int) -> bool:
 
 
 def fail_dead_trials(study, log=lambda message: None) -> list[int]:
-    """Mark FAIL the RUNNING trials whose worker, on this host, is no longer alive."""
+    """Mark FAIL the RUNNING trials whose worker is gone: silent past the grace period (RDB
+    heartbeat, any host), or on this host with its process dead (any storage)."""
     optuna = _optuna()
+    optuna.storages.fail_stale_trials(study)  # a no-op without a heartbeat (the journal file)
     failed = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         pid = t.user_attrs.get("pid")
