@@ -375,7 +375,7 @@ def data_synth(
 @app.command()
 @_friendly
 def sweep(
-    sweep_file: Path = typer.Argument(..., help="Sweep file: base config, search space, budget (see configs/sweep_shakespeare.yaml)."),
+    sweep_file: Path = typer.Argument(..., help="Sweep file: base config, search space, budget (see configs/sweeps/shakespeare.yaml)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (sqlite:///..., postgresql://...) "
                                           "or a journal file (default: <run.dir>/<sweep>/optuna-journal.log)."),
     trials: Optional[int] = typer.Option(None, "--trials", min=1, help="Finished (complete or pruned) trials the study "
@@ -391,7 +391,7 @@ def sweep(
     Pruned trials stop early; Ctrl-C records the running trial as failed and exits 130; the
     same command continues the study. The best trial's config is written to best.yaml.
 
-    Example: charnn sweep configs/sweep_shakespeare.yaml --workers 2
+    Example: charnn sweep configs/sweeps/shakespeare.yaml --workers 2
     """
     from rich.console import Console
 

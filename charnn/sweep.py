@@ -96,7 +96,7 @@ class Sweep:
     base: Path  # the base config
     space: dict  # dotted key -> Param
     trials: int  # finished (complete or pruned) trials the study should reach
-    trial: dict  # train.* keys applied to every trial, e.g. {"max_minutes": 1}
+    trial: dict  # dotted keys applied to every trial, e.g. {"train.max_minutes": 1}
     objective: str
     pruner: str
     sampler: str
@@ -124,7 +124,8 @@ def config_keys() -> dict[str, str]:
     for section in dataclasses.fields(Config):
         value = getattr(defaults, section.name)
         if dataclasses.is_dataclass(value):
-            keys.update({f"{section.name}.{f.name}": f.type for f in dataclasses.fields(value)})
+            for f in dataclasses.fields(value):  # strings under `from __future__ import annotations`
+                keys[f"{section.name}.{f.name}"] = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
     return keys
 
 
@@ -204,16 +205,25 @@ def _one_of(raw: dict, key: str, choices, where: str) -> str:
 
 
 def _trial_keys(raw, space: dict, where: str) -> dict:
+    """The fixed overrides of every trial: budget keys by bare name (max_minutes: train.max_minutes)
+    and any other config key dotted (run.eval_every_minutes)."""
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise CharnnError(f"{where}: trial: expected a mapping of train.* keys, e.g. {{max_minutes: 1}}, got {raw!r}")
-    train_keys = [k.split(".", 1)[1] for k in config_keys() if k.startswith("train.")]
-    for key in raw:
-        if key not in train_keys:
-            raise CharnnError(f"{where}: trial.{key}: not a train.* key{_suggest(str(key), train_keys)}")
-        if f"train.{key}" in space:
+    keys = config_keys()
+    train_keys = [k.split(".", 1)[1] for k in keys if k.startswith("train.")]
+    fixed = {}
+    for key, value in raw.items():
+        dotted = key if "." in str(key) else f"train.{key}"
+        if dotted not in keys:
+            hint = _suggest(str(key), keys) if "." in str(key) else _suggest(str(key), train_keys)
+            raise CharnnError(f"{where}: trial.{key}: not a {'config' if '.' in str(key) else 'train.*'} key{hint}")
+        if dotted in ("run.name", "run.dir"):
+            raise CharnnError(f"{where}: trial.{key}: set by the sweep (each trial runs in <run.dir>/<sweep>/trial-<n>)")
+        if dotted in space:
             raise CharnnError(f"{where}: trial.{key}: also in space; give it in one place")
-    return dict(raw)
+        fixed[dotted] = value
+    return fixed
 
 
 def _base(raw: dict, path: Path) -> Path:
@@ -249,7 +259,7 @@ def load_sweep(path: str | Path, storage: str | None = None, trials: int | None 
     space = _space(raw.get("space"), where)
     trial = _trial_keys(raw.get("trial"), space, where)
     try:  # the base config, with the trial budget, must be valid before any trial starts
-        base_cfg = load_config(base, [f"train.{k}={json.dumps(v)}" for k, v in trial.items()])
+        base_cfg = load_config(base, [f"{k}={json.dumps(v)}" for k, v in trial.items()])
     except CharnnError as e:
         raise CharnnError(f"{where}: {e}") from None
     sampler = _one_of(raw, "sampler", SAMPLERS, where)
@@ -416,7 +426,7 @@ def fail_dead_trials(study, log=lambda message: None) -> list[int]:
 def trial_config(sweep: Sweep, params: dict, number: int) -> Config:
     """The base config with the sampled values and the trial budget applied as --set overrides."""
     overrides = [f"{key}={json.dumps(value)}" for key, value in params.items()]
-    overrides += [f"train.{key}={json.dumps(value)}" for key, value in sweep.trial.items()]
+    overrides += [f"{key}={json.dumps(value)}" for key, value in sweep.trial.items()]
     overrides += [f"run.dir={json.dumps(str(sweep.folder))}", f"run.name=trial-{number}"]
     return load_config(sweep.base, overrides)
 
@@ -462,7 +472,7 @@ class _Objective:
             if self.stop.is_set():
                 raise TrainingInterrupted("interrupted before training")
             result = train(cfg, run_dir, callback=_TrialCallback(trial, self.stop))
-        except TrainingInterrupted:
+        except (TrainingInterrupted, KeyboardInterrupt):
             trial.set_user_attr("error", "interrupted (Ctrl-C)")
             raise
         except CharnnError as e:  # an invalid config, a diverged run: this trial fails, the sweep goes on
@@ -601,7 +611,9 @@ def run_sweep(sweep: Sweep, workers: int = 1, log=lambda message: None) -> dict:
     if workers == 1:
         run_worker(sweep, log, study)
     else:
-        _run_processes(sweep, workers)
+        fail_dead_trials(study, log)  # so that a dead worker's trial does not count as running
+        if _more_to_run(study, sweep):
+            _run_processes(sweep, workers)
     write_best(study, sweep)
     return summarize(study, sweep)
 

@@ -106,7 +106,9 @@ def assert_run_dirs_intact(spec, trials):
         (SPACE.replace("base: exp.yaml", "base: nowhere.yaml"), "base: "),
         (SPACE.replace("log: true", "lg: true"), "space.train.lr.lg: unknown key"),
         (SPACE.replace("{choices: [8, 12]}", "{low: 8.5, high: 12}"), "space.model.hidden_size.low: expected an integer"),
-        (SPACE.replace("trial: {steps: 10}", "trial: {stepz: 10}"), "trial.stepz: not a train.* key"),
+        (SPACE.replace("trial: {steps: 10}", "trial: {stepz: 10}"), "trial.stepz: not a train.* key (did you mean 'steps'?)"),
+        (SPACE.replace("trial: {steps: 10}", "trial: {run.eval_evry: 10}"), "trial.run.eval_evry: not a config key"),
+        (SPACE.replace("trial: {steps: 10}", "trial: {model.hidden_size: 10}"), "trial.model.hidden_size: also in space"),
         (SPACE.replace("trial: {steps: 10}", "trial: {steps: -1}"), "train.steps: must be >= 1"),
         (SPACE + "sampler: grid\n", "space.train.lr: the grid sampler needs choices"),
         (SPACE + "pruner: medain\n", "pruner: 'medain' is not one of median, hyperband, none (did you mean 'median'?)"),
@@ -144,10 +146,25 @@ def test_without_optuna_one_line_names_the_extra(write_sweep, monkeypatch, capsy
     assert_one_line_error(err)
 
 
+def test_sweep_files_shipped_with_the_project_load():
+    files = sorted((Path(__file__).parent.parent / "configs" / "sweeps").glob("*.yaml"))
+    assert files
+    for path in files:
+        spec = sweeps.load_sweep(path)
+        assert spec.folder == Path("runs") / spec.name and spec.trial["train.max_minutes"] == 1
+
+
 def test_space_keys_are_the_config_dataclasses_keys():
     keys = sweeps.config_keys()
     assert keys["train.lr"] == "float" and keys["model.hidden_size"] == "int" and keys["model.cell"] == "str"
     assert "source" not in {k.split(".")[0] for k in keys}
+
+
+def test_trial_config_applies_the_sampled_values_and_the_fixed_keys(write_sweep):
+    spec = sweeps.load_sweep(write_sweep(SPACE.replace("trial: {steps: 10}", "trial: {steps: 10, run.eval_every: 2}")))
+    cfg = sweeps.trial_config(spec, {"train.lr": 0.02, "model.hidden_size": 8}, 3)
+    assert (cfg.train.lr, cfg.model.hidden_size, cfg.train.steps, cfg.run.eval_every) == (0.02, 8, 10, 2)
+    assert cfg.run.name == "trial-3" and Path(cfg.run.dir) == spec.folder
 
 
 # ---- one process ------------------------------------------------------------------------------
