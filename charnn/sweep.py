@@ -458,8 +458,23 @@ class _Objective:
     def __init__(self, sweep: Sweep, stop: threading.Event, log):
         self.sweep, self.stop, self.log = sweep, stop, log
         self.number: int | None = None
+        self.ended = False  # the trial ran to an end (a value, a prune, a recorded failure) ...
+        self.lost = False  # ... or another worker failed it meanwhile (a heartbeat missed for GRACE_S)
 
     def __call__(self, trial) -> float:
+        optuna = _optuna()
+        try:
+            value = self._run(trial)
+        except (_TrialFailed, optuna.TrialPruned):
+            self.ended = True
+            raise
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self.lost = True
+            raise
+        self.ended = True
+        return value
+
+    def _run(self, trial) -> float:
         self.number = n = trial.number
         run_dir = self.sweep.folder / f"trial-{n}"
         for key, value in (("hostname", HOST), ("pid", os.getpid()), ("run_dir", str(run_dir))):
@@ -550,6 +565,12 @@ def run_worker(sweep: Sweep, log=lambda message: None, study=None) -> None:
             except (TrainingInterrupted, KeyboardInterrupt):
                 raise SweepInterrupted(f"interrupted: trial {objective.number} recorded as FAIL; run the same "
                                        f"command again to continue sweep {sweep.name}") from None
+            except Exception:  # Optuna could not record the end of a trial that is no longer running
+                if not (objective.ended or objective.lost):
+                    raise
+                log(f"trial {objective.number} was ended by another worker while it ran (no heartbeat for "
+                    f"{GRACE_S} s: was this machine paused?); its result is not recorded")
+                continue
             t = study.get_trials(deepcopy=False)[objective.number]
             log(_outcome(t))
             write_best(study, sweep)

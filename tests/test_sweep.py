@@ -243,6 +243,21 @@ def test_a_pruned_trial_stops_after_its_evaluation_with_best_npz(write_config, t
     assert max(steps) == 11  # one step after the pruning decision, not the 100 asked for
 
 
+def test_a_trial_failed_by_another_worker_while_it_runs_is_not_recorded_twice(write_sweep, monkeypatch, capsys):
+    path = write_sweep(SPACE.replace("trials: 3", "trials: 1"))
+    spec, real_train = sweeps.load_sweep(path), sweeps.train
+
+    def train_after_losing_the_trial(cfg, run_dir, callback):
+        if run_dir.name == "trial-0":  # as another worker does when this one's heartbeat stops
+            sweeps.open_study(spec).tell(0, state=optuna.trial.TrialState.FAIL)
+        return real_train(cfg, run_dir, callback=callback)
+
+    monkeypatch.setattr(sweeps, "train", train_after_losing_the_trial)
+    code, out, err = run(capsys, "sweep", path, "--json")
+    assert code == 0 and "trial 0 was ended by another worker" in err and "Traceback" not in err
+    assert [t["state"] for t in json.loads(out)["trials"]] == ["FAIL", "COMPLETE"]
+
+
 def test_one_folder_one_storage(write_sweep, tmp_path, capsys):
     path = write_sweep(SPACE.replace("trials: 3", "trials: 1"))
     assert run(capsys, "sweep", path)[0] == 0
