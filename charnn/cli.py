@@ -387,9 +387,7 @@ def sweep(
 ) -> None:
     """Search hyperparameters with Optuna; every trial is a run directory <run.dir>/<sweep>/trial-<n>/.
 
-    Workers on other machines join by running the same command with the same --storage.
-    Pruned trials stop early; Ctrl-C records the running trial as failed and exits 130; the
-    same command continues the study. The best trial's config is written to best.yaml.
+    Workers on other machines join with the same command and the same --storage. Ctrl-C records the running trial as failed and exits 130; the same command continues the study. The best trial's config is written to <run.dir>/<sweep>/best.yaml.
 
     Example: charnn sweep configs/sweeps/shakespeare.yaml --workers 2
     """

@@ -245,6 +245,8 @@ def _trials(value, where: str) -> int:
 def load_sweep(path: str | Path, storage: str | None = None, trials: int | None = None) -> Sweep:
     """Read and check a sweep file; `storage` and `trials` override its defaults."""
     path = Path(path)
+    if not path.is_file():
+        raise CharnnError(f"sweep file {path} not found; check the path")
     raw = read_yaml(path)
     where = str(path)
     if not isinstance(raw, dict):

@@ -154,6 +154,14 @@ def test_sweep_files_shipped_with_the_project_load():
         assert spec.folder == Path("runs") / spec.name and spec.trial["train.max_minutes"] == 1
 
 
+def test_help_and_a_missing_sweep_file(tmp_path, capsys):
+    code, out, _ = run(capsys, "sweep", "--help")
+    assert code == 0 and "Example: charnn sweep" in out and "--worker " not in out
+    code, _, err = run(capsys, "sweep", tmp_path / "nope.yaml")
+    assert code == 1 and "sweep file" in err and "not found" in err
+    assert_one_line_error(err)
+
+
 def test_space_keys_are_the_config_dataclasses_keys():
     keys = sweeps.config_keys()
     assert keys["train.lr"] == "float" and keys["model.hidden_size"] == "int" and keys["model.cell"] == "str"
