@@ -17,6 +17,7 @@ optuna = pytest.importorskip("optuna", reason="charnn sweep needs Optuna: pip in
 from charnn import sweep as sweeps  # noqa: E402
 from charnn.cli import main  # noqa: E402
 from charnn.config import load_config  # noqa: E402
+from charnn.errors import CharnnError  # noqa: E402
 from charnn.train import train  # noqa: E402
 
 from test_cli import assert_one_line_error, run  # noqa: E402
@@ -66,12 +67,15 @@ def wait_for_running(spec, pid, timeout=60):
     """The number of the trial that process `pid` is running, once it is past its first evaluation."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if spec.storage and Path(spec.storage).exists():
-            for t in trials_of(spec):
-                metrics = Path(t.user_attrs.get("run_dir", "-")) / "metrics.jsonl"
-                if t.state.name == "RUNNING" and t.user_attrs.get("pid") == pid and metrics.exists() \
-                        and "val_loss" in metrics.read_text():
-                    return t.number
+        try:
+            trials = trials_of(spec)
+        except CharnnError:  # the worker has not created the study yet
+            trials = []
+        for t in trials:
+            metrics = Path(t.user_attrs.get("run_dir", "-")) / "metrics.jsonl"
+            if t.state.name == "RUNNING" and t.user_attrs.get("pid") == pid and metrics.exists() \
+                    and "val_loss" in metrics.read_text():
+                return t.number
         time.sleep(0.05)
     raise AssertionError(f"process {pid} started no trial within {timeout} s")
 
