@@ -30,13 +30,15 @@ space:
 trials: 3
 trial: {steps: 10}
 """
-# a trial that lasts about 1 s, so a test can act while it runs
+# a trial that lasts about 1 s, so a test can act while it runs; evaluated only at its end, so
+# that a worker killed mid-trial is not holding the journal file's lock (its next holder would
+# wait out Optuna's 30 s grace period)
 SLOW = """
 base: exp.yaml
 space:
   train.lr: {low: 1e-3, high: 1e-1, log: true}
 trials: 2
-trial: {steps: 1000000, max_minutes: 0.015}
+trial: {steps: 1000000, max_minutes: 0.015, run.eval_every: 0}
 pruner: none
 """
 
@@ -64,7 +66,7 @@ def worker(path, cwd, *args):
 
 
 def wait_for_running(spec, pid, timeout=60):
-    """The number of the trial that process `pid` is running, once it is past its first evaluation."""
+    """The number of the trial that process `pid` is running, once it has trained a few steps."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -74,7 +76,7 @@ def wait_for_running(spec, pid, timeout=60):
         for t in trials:
             metrics = Path(t.user_attrs.get("run_dir", "-")) / "metrics.jsonl"
             if t.state.name == "RUNNING" and t.user_attrs.get("pid") == pid and metrics.exists() \
-                    and "val_loss" in metrics.read_text():
+                    and metrics.read_text().count("train_loss") >= 3:
                 return t.number
         time.sleep(0.05)
     raise AssertionError(f"process {pid} started no trial within {timeout} s")
