@@ -24,7 +24,7 @@ try:  # typer >= 0.20 vendors click; older releases depend on it
 except ImportError:  # pragma: no cover
     from click.exceptions import ClickException, UsageError
 
-from charnn import __version__, checkpoint, model
+from charnn import __version__, checkpoint
 from charnn.errors import CharnnError
 
 app = typer.Typer(
@@ -468,6 +468,47 @@ def expand_set_arguments(argv: list[str]) -> list[str]:
         takes_value = arg == "--set"
         out.append(arg)
     return out
+
+
+@app.command()
+@_friendly
+def sweep(
+    sweep_file: Path = typer.Argument(..., help="Sweep file: base config, search space, budget (see configs/sweeps/shakespeare.yaml)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (sqlite:///..., postgresql://...) "
+                                          "or a journal file (default: <run.dir>/<sweep>/optuna-journal.log)."),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="Finished (complete or pruned) trials the study "
+                                         "should hold; overrides the file's trials. A restart continues towards it."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes to run here, each with cores/N BLAS threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print the study as one JSON object."),
+    status: bool = typer.Option(False, "--status", help="Show the trials so far without running any."),
+    worker: bool = typer.Option(False, "--worker", hidden=True, help="Run as one worker of --workers (no result printed)."),
+) -> None:
+    """Search hyperparameters with Optuna; every trial is a run directory <run.dir>/<sweep>/trial-<n>/.
+
+    Workers on other machines join with the same command and the same --storage. Ctrl-C records the running trial as failed and exits 130; the same command continues the study. The best trial's config is written to <run.dir>/<sweep>/best.yaml.
+
+    Example: charnn sweep configs/sweeps/shakespeare.yaml --workers 2
+    """
+    from rich.console import Console
+
+    from charnn import sweep as sweeps
+    from charnn.display import stderr_console, sweep_table
+
+    spec = sweeps.load_sweep(sweep_file, storage, trials)
+    console = stderr_console()
+    log = lambda message: console.print(message, markup=False, soft_wrap=True)  # noqa: E731
+    if worker:
+        sweeps.run_worker(spec, log)
+        return
+    summary = sweeps.status(spec) if status else sweeps.run_sweep(spec, workers, log)
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        out = Console(highlight=False)
+        for item in sweep_table(summary):
+            out.print(item)
+    if summary["best"] is not None and spec.best_path.exists():
+        console.print(f"best config: {spec.best_path} (train it with: charnn train {spec.best_path})", markup=False)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -114,7 +114,8 @@ _SECTION_TYPES = {
 }
 
 
-def _suggest(word: str, choices) -> str:
+def suggest(word: str, choices) -> str:
+    """" (did you mean 'x'?)" for the closest of `choices`, or nothing."""
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -171,7 +172,7 @@ def _build_section(name: str, values: Any, source: str, origins: dict):
     for key, value in values.items():
         where = origins.get(f"{name}.{key}") or f"{source}: {name}.{key}"
         if key not in fields:
-            raise CharnnError(f"{where}: unknown key{_suggest(str(key), fields)}")
+            raise CharnnError(f"{where}: unknown key{suggest(str(key), fields)}")
         kwargs[key] = _coerce(value, fields[key].type, where)
     return cls(**kwargs)
 
@@ -182,7 +183,7 @@ def _check(ok: bool, cfg: Config, key: str, message: str) -> None:
 
 
 def _one_of(value: str, choices, cfg: Config, key: str) -> None:
-    _check(value in choices, cfg, key, f"{value!r} is not one of {', '.join(choices)}{_suggest(value, choices)}")
+    _check(value in choices, cfg, key, f"{value!r} is not one of {', '.join(choices)}{suggest(value, choices)}")
 
 
 def validate(cfg: Config) -> None:
@@ -244,7 +245,7 @@ def from_dict(raw: Any, source: str = "<dict>", origins: dict | None = None) -> 
     sections = {}
     for name, values in raw.items():
         if name not in _SECTION_TYPES:
-            raise CharnnError(f"{source}: {name}: unknown section{_suggest(str(name), _SECTION_TYPES)}")
+            raise CharnnError(f"{source}: {name}: unknown section{suggest(str(name), _SECTION_TYPES)}")
         sections[name] = _build_section(name, values, source, origins or {})
     cfg = Config(**sections, source=source, origins=origins or {})
     validate(cfg)
@@ -288,8 +289,11 @@ def _absolute_data_path(raw: dict, base: Path) -> None:
         data["path"] = os.path.normpath(base.absolute() / os.path.expanduser(data["path"]))
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read a YAML config, apply `section.key=value` overrides, validate, and fill run.name."""
+def load_config(path: str | Path, overrides: list[str] = (), origin: str = "--set {item}") -> Config:
+    """Read a YAML config, apply `section.key=value` overrides, validate, and fill run.name.
+
+    Errors in an override name it as `origin` says ({item}: the override, {key}: its dotted key).
+    """
     path = Path(path)
     raw = read_yaml(path)
     raw = {} if raw is None else raw
@@ -301,14 +305,14 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         for item in overrides:
             (section, key), value = parse_override(item)
             if section not in _SECTION_TYPES:
-                raise CharnnError(f"--set {item!r}: unknown section {section!r}{_suggest(section, _SECTION_TYPES)}")
+                raise CharnnError(f"--set {item!r}: unknown section {section!r}{suggest(section, _SECTION_TYPES)}")
             target = raw.setdefault(section, {})
             if target is None:
                 target = raw[section] = {}
             if not isinstance(target, dict):
                 raise CharnnError(f"{path}: {section}: expected a mapping of keys, got {target!r}")
             target[key] = value
-            origins[f"{section}.{key}"] = f"--set {item}"
+            origins[f"{section}.{key}"] = origin.format(item=item, key=f"{section}.{key}")
             if section == "data" and key in ("path", "text", "url"):
                 # naming a new source on the command line replaces the file's source
                 for other in {"path", "text", "url"} - {key}:

@@ -346,3 +346,39 @@ def checkpoint_tables(info: dict, max_vocab_chars: int = 200) -> list[Table]:
     config = [(f"{section}.{key}", json.dumps(value, ensure_ascii=False))
               for section, values in info["config"].items() for key, value in (values or {}).items()]
     return [key_value_table(f"checkpoint {info['path']}", rows), key_value_table("config", config)]
+
+
+def _trial_order(row: dict) -> tuple:
+    rank = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2}.get(row["state"], 3)
+    return (rank, row["value"] if row["value"] is not None else math.inf, row["number"])
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    minutes, s = divmod(round(seconds), 60)
+    return f"{minutes}m{s:02d}s" if minutes else f"{s}s"
+
+
+def sweep_table(summary: dict) -> list:
+    """The `charnn sweep` report: every trial, best first, then the failures' reasons."""
+    from charnn.sweep import format_params
+
+    rows = sorted(summary["trials"], key=_trial_order)
+    counts = {}
+    for row in rows:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    tally = ", ".join(f"{n} {state.lower()}" for state, n in counts.items())
+    table = Table(title=f"sweep {summary['study']}: {len(rows)} trials ({tally or 'none yet'})", title_justify="left")
+    for name in ("trial", "state", "objective", "parameters", "duration"):
+        table.add_column(name, justify="right" if name in ("trial", "objective", "duration") else "left")
+    best = summary["best"]["number"] if summary["best"] else None
+    colour = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan"}
+    for row in rows:
+        params = format_params(row["params"])
+        table.add_row(f"{row['number']}{' *' if row['number'] == best else ''}",
+                      f"[{colour.get(row['state'], 'white')}]{row['state']}[/]", _fmt(row["value"], ".4f"),
+                      escape(params), _duration(row["duration_s"]))
+    out = [table, f"storage: {escape(summary['storage'])}"]
+    out += [f"trial {row['number']} failed: {escape(row['error'])}" for row in rows if row["state"] == "FAIL" and row["error"]]
+    return out

@@ -28,6 +28,7 @@ import numpy as np
 from charnn.config import DataConfig
 from charnn.corpus import fetch
 from charnn.errors import CharnnError
+from charnn.procs import alive
 from charnn.vocab import REPLACEMENT, Vocab
 
 BLOCK_BYTES = 1 << 22  # 4 MiB per read: bincount's int64 temporaries stay small
@@ -339,18 +340,8 @@ def _remove_dead_builds(root: Path) -> None:
     host = socket.gethostname()
     for folder in root.glob(f".build-*-{host}-*-*"):
         pid = folder.name.rsplit("-", 2)[-2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _publish(private: Path, folder: Path, source_sha: str, data: DataConfig):

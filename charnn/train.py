@@ -9,10 +9,7 @@ It knows nothing of terminals: it reports through a `Callback`.
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from charnn.config import Config, ModelConfig, TrainConfig, resume_conflict, to_
 from charnn.data import Corpus, StreamBatcher, load_corpus
 from charnn.errors import CharnnError
 from charnn.evaluate import LN2, evaluate_ids
+from charnn.procs import deferred_interrupt
 from charnn.optim import OptimizerSpec, Schedule, apply_update, clip_gradients, from_config, init_state
 from charnn.rundir import RunDir
 from charnn.sample import generate
@@ -247,7 +245,7 @@ class _Loop:
         every_s = r.eval_every_minutes * 60
         next_timed_eval = (p.elapsed_s // every_s + 1) * every_s if every_s else math.inf
         stop_reason = "steps"
-        with _deferred_interrupt() as interrupted:
+        with deferred_interrupt() as interrupted:
             while p.step < t.steps:
                 if budget_s and p.elapsed_s >= budget_s:
                     stop_reason = "time"
@@ -374,22 +372,3 @@ class _Loop:
             val_loss=p.val_loss, best_val_loss=p.best_loss if self.has_val else None, elapsed_s=p.elapsed_s,
             clip_fraction=p.clip_count / max(1, p.step), stop_reason=stop_reason,
         )
-
-
-@contextmanager
-def _deferred_interrupt():
-    """Turn the first Ctrl-C into a flag the loop checks between steps (a second one aborts)."""
-    flag = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum, frame):
-        flag.set()
-        signal.signal(signal.SIGINT, previous)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
