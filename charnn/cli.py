@@ -444,9 +444,6 @@ def _unwrap_docstrings(typer_app: typer.Typer) -> None:
         info.help = "\n\n".join(" ".join(p.split("\n")) for p in doc.split("\n\n"))
 
 
-_hide_type_column()
-_unwrap_docstrings(app)
-_unwrap_docstrings(data_app)
 
 _SET_PAIR = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*=")
 
@@ -473,15 +470,20 @@ def expand_set_arguments(argv: list[str]) -> list[str]:
 @app.command()
 @_friendly
 def sweep(
-    sweep_file: Path = typer.Argument(..., help="Sweep file: base config, search space, budget (see configs/sweeps/shakespeare.yaml)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (sqlite:///..., postgresql://...) "
-                                          "or a journal file (default: <run.dir>/<sweep>/optuna-journal.log)."),
-    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="Finished (complete or pruned) trials the study "
-                                         "should hold; overrides the file's trials. A restart continues towards it."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes to run here, each with cores/N BLAS threads."),
-    as_json: bool = typer.Option(False, "--json", help="Print the study as one JSON object."),
-    status: bool = typer.Option(False, "--status", help="Show the trials so far without running any."),
-    worker: bool = typer.Option(False, "--worker", hidden=True, help="Run as one worker of --workers (no result printed)."),
+    sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml",
+                                      help="Sweep file: base config, search space, budget (see configs/sweeps/)."),
+    storage: Optional[str] = typer.Option(None, "--storage", metavar="URL",
+                                          help="Optuna storage URL (sqlite:///..., postgresql://...) or a journal "
+                                          "file (default: <run.dir>/<sweep>/optuna-journal.log)."),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, metavar="N",
+                                         help="Finished (complete or pruned) trials the study should hold; overrides "
+                                         "the file's trials. A restart continues towards it."),
+    workers: int = typer.Option(1, "--workers", min=1, metavar="N",
+                                help="Worker processes to run here, each with cores/N BLAS threads."),
+    as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print the study as one JSON object."),
+    status: bool = typer.Option(False, "--status", metavar=FLAG, help="Show the trials so far without running any."),
+    worker: bool = typer.Option(False, "--worker", hidden=True, metavar=FLAG,
+                                help="Run as one worker of --workers (no result printed)."),
 ) -> None:
     """Search hyperparameters with Optuna; every trial is a run directory <run.dir>/<sweep>/trial-<n>/.
 
@@ -489,14 +491,13 @@ def sweep(
 
     Example: charnn sweep configs/sweeps/shakespeare.yaml --workers 2
     """
-    from rich.console import Console
-
     from charnn import sweep as sweeps
-    from charnn.display import stderr_console, sweep_table
+    from charnn.display import stderr_console, stdout_console, sweep_table
+    from charnn.sweepfile import load_sweep
 
-    spec = sweeps.load_sweep(sweep_file, storage, trials)
+    spec = load_sweep(sweep_file, storage, trials)
     console = stderr_console()
-    log = lambda message: console.print(message, markup=False, soft_wrap=True)  # noqa: E731
+    log = lambda message: console.print(message, markup=False)  # noqa: E731
     if worker:
         sweeps.run_worker(spec, log)
         return
@@ -504,11 +505,16 @@ def sweep(
     if as_json:
         typer.echo(json.dumps(summary))
     else:
-        out = Console(highlight=False)
+        out = stdout_console()
         for item in sweep_table(summary):
             out.print(item)
     if summary["best"] is not None and spec.best_path.exists():
         console.print(f"best config: {spec.best_path} (train it with: charnn train {spec.best_path})", markup=False)
+
+
+_hide_type_column()
+_unwrap_docstrings(app)
+_unwrap_docstrings(data_app)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -136,7 +136,7 @@ def test_a_held_cache_is_never_overwritten_by_later_steps(cell):
         _, _, cache = model.forward(params, ids, targets, h0, cell=cell, ws=ws)
         model.backward(params, cache, ws)
         ws.release(cache)
-    assert all(np.array_equal(a, b) for a, b in zip(held.buffers, snapshot))
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(held.buffers, snapshot))  # bit for bit (a spare row may hold NaN)
     again, _ = model.backward(params, held, ws)
     for name in params:
         np.testing.assert_array_equal(again[name], expected[name], err_msg=name)

@@ -15,7 +15,8 @@ import pytest
 
 optuna = pytest.importorskip("optuna", reason="charnn sweep needs Optuna: pip install -e '.[sweep]'")
 
-from charnn import sweep as sweeps  # noqa: E402
+from charnn import sweep as sweeps
+from charnn import sweepfile  # noqa: E402
 from charnn.config import load_config  # noqa: E402
 from charnn.errors import CharnnError  # noqa: E402
 from charnn.train import train  # noqa: E402
@@ -156,7 +157,7 @@ def test_sweep_files_shipped_with_the_project_load():
     files = sorted((Path(__file__).parent.parent / "configs" / "sweeps").glob("*.yaml"))
     assert files
     for path in files:
-        spec = sweeps.load_sweep(path)
+        spec = sweepfile.load_sweep(path)
         assert spec.folder == Path("runs") / spec.name and spec.trial["train.max_minutes"] == 1
 
 
@@ -169,13 +170,13 @@ def test_help_and_a_missing_sweep_file(tmp_path, capsys):
 
 
 def test_space_keys_are_the_config_dataclasses_keys():
-    keys = sweeps.config_keys()
+    keys = sweepfile.config_keys()
     assert keys["train.lr"] == "float" and keys["model.hidden_size"] == "int" and keys["model.cell"] == "str"
     assert "source" not in {k.split(".")[0] for k in keys}
 
 
 def test_trial_config_applies_the_sampled_values_and_the_fixed_keys(write_sweep):
-    spec = sweeps.load_sweep(write_sweep(SPACE.replace("trial: {steps: 10}", "trial: {steps: 10, run.eval_every: 2}")))
+    spec = sweepfile.load_sweep(write_sweep(SPACE.replace("trial: {steps: 10}", "trial: {steps: 10, run.eval_every: 2}")))
     cfg = sweeps.trial_config(spec, {"train.lr": 0.02, "model.hidden_size": 8}, 3)
     assert (cfg.train.lr, cfg.model.hidden_size, cfg.train.steps, cfg.run.eval_every) == (0.02, 8, 10, 2)
     assert cfg.run.name == "trial-3" and Path(cfg.run.dir) == spec.folder
@@ -259,7 +260,7 @@ def test_a_pruned_trial_stops_after_its_evaluation_with_best_npz(write_config, t
 
 def test_a_trial_failed_by_another_worker_while_it_runs_is_not_recorded_twice(write_sweep, monkeypatch, capsys):
     path = write_sweep(SPACE.replace("trials: 3", "trials: 1"))
-    spec, real_train = sweeps.load_sweep(path), sweeps.train
+    spec, real_train = sweepfile.load_sweep(path), sweeps.train
 
     def train_after_losing_the_trial(cfg, run_dir, callback):
         if run_dir.name == "trial-0":  # as another worker does when this one's heartbeat stops
@@ -301,7 +302,7 @@ def test_parallel_workers_never_share_a_trial(write_sweep, tmp_path, monkeypatch
     args = ["--storage", f"sqlite:///{tmp_path / 's.db'}"] if storage == "sqlite" else []
     code, out, err = run(capsys, "sweep", path, "--workers", workers, "--json", *args)
     assert code == 0, err
-    spec = sweeps.load_sweep(path, *args[1:])
+    spec = sweepfile.load_sweep(path, *args[1:])
     trials = trials_of(spec)
     states = [t.state.name for t in trials]
     assert states.count("COMPLETE") + states.count("PRUNED") >= 4 and set(states) <= {"COMPLETE", "PRUNED"}
@@ -313,7 +314,7 @@ def test_parallel_workers_never_share_a_trial(write_sweep, tmp_path, monkeypatch
 
 def test_a_worker_killed_mid_trial_fails_its_trial_and_the_others_finish(write_sweep, tmp_path):
     path = write_sweep(SLOW.replace("trials: 2", "trials: 3"))
-    spec = sweeps.load_sweep(path)
+    spec = sweepfile.load_sweep(path)
     sweeps.open_study(spec)
     sweeps.prepare_corpus(spec)  # once, before the workers start
     a, b = worker(path, tmp_path), worker(path, tmp_path)
@@ -335,7 +336,7 @@ def test_a_worker_killed_mid_trial_fails_its_trial_and_the_others_finish(write_s
 
 def test_ctrl_c_records_the_trial_and_the_next_start_continues(write_sweep, tmp_path):
     path = write_sweep(SLOW)
-    spec = sweeps.load_sweep(path)
+    spec = sweepfile.load_sweep(path)
     p = worker(path, tmp_path)
     interrupted = wait_for_running(spec, p.pid)
     p.send_signal(signal.SIGINT)
@@ -356,7 +357,7 @@ def test_ctrl_c_records_the_trial_and_the_next_start_continues(write_sweep, tmp_
 def test_on_an_rdb_storage_a_silent_trial_of_another_host_is_failed_by_the_heartbeat(write_sweep, tmp_path, monkeypatch):
     monkeypatch.setattr(sweeps, "HEARTBEAT_S", 1)
     monkeypatch.setattr(sweeps, "GRACE_S", 1)
-    spec = sweeps.load_sweep(write_sweep(SPACE.replace("trials: 3", "trials: 1")), f"sqlite:///{tmp_path / 's.db'}")
+    spec = sweepfile.load_sweep(write_sweep(SPACE.replace("trials: 3", "trials: 1")), f"sqlite:///{tmp_path / 's.db'}")
     study = sweeps.open_study(spec)
     lost = study.ask()  # a worker on another machine that stopped beating mid-trial
     lost.set_user_attr("hostname", "elsewhere")
@@ -379,12 +380,12 @@ def test_postgresql_two_worker_processes(write_sweep, tmp_path):
         pytest.skip(reason)
     path = write_sweep(SPACE.replace("trials: 3", "trials: 4"))
     with bench.postgres_server() as url:
-        sweeps.prepare_corpus(sweeps.load_sweep(path, url))
+        sweeps.prepare_corpus(sweepfile.load_sweep(path, url))
         procs = [worker(path, tmp_path, "--storage", url) for _ in range(2)]
         for p in procs:
             _, err = p.communicate(timeout=120)
             assert p.returncode == 0, err
-        sweep = sweeps.load_sweep(path, url)
+        sweep = sweepfile.load_sweep(path, url)
         trials = trials_of(sweep)
         assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) >= 4
         assert len({t.user_attrs["pid"] for t in trials}) == 2
