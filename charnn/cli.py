@@ -358,6 +358,43 @@ def info(
             console.print(table)
 
 
+@app.command()
+@_friendly
+def report(
+    run_dirs: Optional[List[Path]] = typer.Argument(None, metavar="[RUN_DIR ...]",
+                                                    help="Run directories (default: the most recent run under ./runs)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE.html",
+                                          help="Where to write the page (default: <run>/report.html; for several "
+                                          "runs, ./report.html)."),
+    text: Optional[Path] = typer.Option(None, "--text", metavar="FILE", help="Show the units over this text."),
+    text_chars: int = typer.Option(2000, "--text-chars", metavar="N",
+                                   help="Else over the first N characters of the run's validation text."),
+    units: int = typer.Option(6, "--units", metavar="N",
+                              help="Units shown side by side: the ones that follow a property of the text, "
+                              "then those that vary most."),
+    as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print the numbers behind the page as JSON."),
+) -> None:
+    """Write one HTML page that shows what a run learned; it opens in any browser, offline.
+
+    Learning curves, samples over training, the gradient flow of best.npz, what its units track in a text (with the units that follow quotes, brackets or line position picked out), the model's surprisal and likeliest next characters per character, and how often each gate saturates. Several runs: their curves overlaid and their configs side by side. Needs matplotlib (pip install -e '.[plot]').
+
+    Example: charnn report runs/demo && open runs/demo/report.html
+    """
+    from charnn.report_page import build_report
+
+    if not run_dirs:
+        try:
+            run_dirs = [checkpoint.most_recent(name="config.yaml").parent]
+        except CharnnError:
+            raise CharnnError("no run found under runs/; train first (charnn train configs/hello.yaml) "
+                              "or give RUN_DIR") from None
+    result = build_report(run_dirs, output, text, text_chars, units)
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+    else:
+        typer.echo(result["report"])
+
+
 data_app = typer.Typer(help="Prepare corpora ahead of training, or write synthetic ones.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
