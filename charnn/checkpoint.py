@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 from charnn import __version__, cells, model, npzsafe
 from charnn.config import from_dict
 from charnn.errors import CharnnError
+from charnn.files import replaced_atomically
 from charnn.optim import OptimizerSpec, init_state
 
 FORMAT = "charnn-checkpoint"
@@ -110,29 +110,13 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
                           "(fewer evaluations in the history)")
     arrays["meta"] = np.array(text)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with replaced_atomically(path, "wb") as f:
+        np.savez(f, **arrays)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def load(path: str | Path) -> Checkpoint:

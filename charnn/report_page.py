@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from charnn.errors import CharnnError
+from charnn.files import write_text_atomically
 from charnn.report import Run, TextReading, bits
 
 FLOAT_BUDGET = 100_000  # unit values embedded as floats up to this many; beyond, one byte each
@@ -475,27 +476,6 @@ def comparison_page(runs: list[Run]) -> str:
     return page("charnn report: " + ", ".join(run.name for run in runs), sections, has_script=False)
 
 
-def write_atomically(path, text: str) -> None:
-    """The whole page or nothing: a temporary file beside it, renamed into place."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600: give the usual file mode
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        if "tmp" in locals() and os.path.exists(tmp):
-            os.remove(tmp)
-        raise CharnnError(f"cannot write the report to {path}: {e.strerror or e}; choose another file with -o") from None
-
-
 def build_report(run_dirs: list, output=None, text_file=None, text_chars: int = 2000, units: int = 6) -> dict:
     """Write the report of one run (or the comparison of several); returns the numbers behind it."""
     from pathlib import Path
@@ -514,7 +494,10 @@ def build_report(run_dirs: list, output=None, text_file=None, text_chars: int = 
         html_text, numbers = single_run_page(runs[0], text, text_chars, units)
     else:
         html_text, numbers = comparison_page(runs), {}
-    write_atomically(output, html_text)
+    try:
+        write_text_atomically(output, html_text)  # the whole page or nothing
+    except OSError as e:
+        raise CharnnError(f"cannot write the report to {output}: {e.strerror or e}; choose another file with -o") from None
     result = {"report": str(output),
               "runs": [{k: run.summary()[k] for k in ("run_dir", "steps", "best_val_loss")} for run in runs]}
     result.update(numbers)

@@ -11,7 +11,6 @@ import contextlib
 import errno
 import fcntl
 import json
-import os
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from charnn import checkpoint
 from charnn.config import Config, dump_yaml
 from charnn.errors import CharnnError, file_errors
+from charnn.files import write_text_atomically
 
 CHECKPOINTS = ("latest.npz", "best.npz")
 OWN_FILES = CHECKPOINTS + ("metrics.jsonl", "config.yaml", "samples.jsonl")
@@ -81,7 +81,7 @@ class RunDir:
     def write_config(self, config: Config) -> None:
         """The resolved config, from which `charnn train --resume DIR` continues the run."""
         with file_errors(f"write {self.config}", "check the disk"):
-            _write_atomically(self.config, dump_yaml(config))
+            write_text_atomically(self.config, dump_yaml(config))
 
     def save(self, path: Path, ckpt: checkpoint.Checkpoint) -> None:
         with file_errors(f"write checkpoint {path}", "the previous one is intact"):
@@ -116,13 +116,7 @@ class RunDir:
                 except (ValueError, KeyError, TypeError):
                     pass  # a line cut short by a crash
             with file_errors(f"write {path}", "check the disk"):
-                _write_atomically(path, "".join(line + "\n" for line in kept))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+                write_text_atomically(path, "".join(line + "\n" for line in kept))
 
 
 def training_target(path: str | Path, overrides: list[str], *, resume: bool,

@@ -21,7 +21,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -31,6 +30,7 @@ from pathlib import Path
 from charnn.config import Config, dump_yaml, from_dict, load_config, to_dict
 from charnn.sweepfile import Sweep
 from charnn.errors import CharnnError
+from charnn.files import write_text_atomically
 from charnn.data import load_corpus
 from charnn.procs import alive, deferred_interrupt
 from charnn.train import Callback, TrainingInterrupted, train
@@ -438,8 +438,5 @@ def write_best(study, sweep: Sweep) -> Path | None:
               f"# ({best.user_attrs.get('run_dir')}). Train it with: charnn train {sweep.best_path}\n")
     sweep.folder.mkdir(parents=True, exist_ok=True)
     # workers write it concurrently: each writes its own temporary file and renames it into place
-    fd, tmp = tempfile.mkstemp(dir=sweep.folder, prefix=".best-", suffix=".yaml")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(header + dump_yaml(cfg))
-    os.replace(tmp, sweep.best_path)
+    write_text_atomically(sweep.best_path, header + dump_yaml(cfg))
     return sweep.best_path
