@@ -113,7 +113,7 @@ class TextReading:
 
 
 def read_text(ckpt: checkpoint.Checkpoint, text: str, top: int = 5) -> TextReading:
-    """Run the checkpoint over `text` once (float64, one stream) and keep what the page shows."""
+    """Run the checkpoint over `text` once (in its own dtype, one stream) and keep what the page shows."""
     vocab = Vocab(tuple(ckpt.vocab_chars))
     unknown = vocab.unknown_chars(text)
     if unknown:
@@ -123,15 +123,15 @@ def read_text(ckpt: checkpoint.Checkpoint, text: str, top: int = 5) -> TextReadi
     if len(text) < 2:
         raise CharnnError("the report text needs at least 2 characters")
     ids = vocab.encode(text)
-    params = {k: v.astype(np.float64) for k, v in ckpt.params.items()}
+    params = ckpt.params
     c = cells.get(ckpt.cell)
     targets = np.append(ids[1:], 0)  # the last position has no next character: its target is unused
     _, _, cache = model.forward(params, ids[None, :], targets[None, :],
                                 model.zero_state(params, 1, ckpt.cell), cell=ckpt.cell)
-    units = np.stack([c.unit_values(cc)[:, 0] for cc in cache.cell_caches])
-    gates = {(layer, name): g[:, 0] for layer, cc in enumerate(cache.cell_caches)
+    units = np.stack([c.unit_values(cc)[:, 0] for cc in cache.cell_caches]).astype(np.float64)
+    gates = {(layer, name): g[:, 0].astype(np.float64) for layer, cc in enumerate(cache.cell_caches)
              for name, g in c.gate_values(cc).items()}
-    probs = cache.probs  # (n, V): row i predicts character i + 1
+    probs = cache.probs.astype(np.float64)  # (n, V): row i predicts character i + 1
     surprisal = np.full(len(ids), np.nan)
     surprisal[1:] = -np.log(probs[np.arange(len(ids) - 1), ids[1:]])
     top = min(top, vocab.size)

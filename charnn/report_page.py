@@ -20,6 +20,7 @@ from charnn.files import write_text_atomically
 from charnn.report import Run, TextReading, bits
 
 FLOAT_BUDGET = 100_000  # unit values embedded as floats up to this many; beyond, one byte each
+REPORT_STEPS, REPORT_WINDOWS = 40, 2  # the gradient analysis: lags and windows (a few seconds at H=512)
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -37,7 +38,7 @@ def _pyplot():
 
 def _svg(fig) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.savefig(buf, format="svg")
     _pyplot().close(fig)
     svg = buf.getvalue()
     return svg[svg.index("<svg"):]  # drop the XML prologue and doctype: the page is HTML
@@ -409,10 +410,10 @@ def _shown_units(reading: TextReading, picked: list[dict], count: int) -> list[d
 def _gradient_section(run: Run, ids: np.ndarray) -> str:
     from charnn import gradients
 
-    steps = min(gradients.DEFAULT_STEPS, len(ids) - 1)
+    steps = min(REPORT_STEPS, len(ids) - 1)
     if steps < 2:
         return "<p class=note>The text is too short for the gradient analysis.</p>"
-    windows = gradients.sample_windows(ids, steps, 4, np.random.default_rng(0))
+    windows = gradients.sample_windows(ids, steps, REPORT_WINDOWS, np.random.default_rng(0))
     report = gradients.analyse(run.best.params, windows, run.best.cell)
     lines = "".join(
         f"<p><b>layer {layer.layer}: {_esc(layer.verdict)}</b>: memory horizon "

@@ -40,6 +40,7 @@ def make_run(tmp_path, cell="rnn", name="r", text=None, steps=20, extra=()):
     (tmp_path / f"{name}.txt").write_text(text, encoding="utf-8")
     (tmp_path / f"{name}.yaml").write_text(
         f"data:\n  path: {name}.txt\n  val_fraction: 0.2\nmodel:\n  cell: {cell}\n  hidden_size: 10\n  num_layers: 2\n"
+        "  dtype: float64\n"
         f"train:\n  batch_size: 2\n  seq_len: 8\n  steps: {steps}\nrun:\n  dir: {tmp_path / 'runs'}\n"
         "  eval_every: 5\n  log_every: 1\n  sample_every: 10\n", encoding="utf-8")
     train(load_config(tmp_path / f"{name}.yaml", list(extra)))
