@@ -47,6 +47,12 @@ def make_run(tmp_path, cell="rnn", name="r", text=None, steps=20, extra=()):
     return tmp_path / "runs" / name
 
 
+@pytest.fixture(scope="module")
+def shared_run(tmp_path_factory):
+    """One small trained run for the tests that only read it."""
+    return make_run(tmp_path_factory.mktemp("shared"))
+
+
 def page_data(path: Path) -> dict:
     html = path.read_text(encoding="utf-8")
     found = re.search(r'<script type=application/json id=report-data>(.*?)</script>', html, re.S)
@@ -119,16 +125,13 @@ def test_cli_json_and_a_self_contained_page(tmp_path, capsys, monkeypatch):
     assert "@import" not in html and not re.search(r"url\((?!#)", html)  # only the SVGs' own #clip paths
     assert "gates: how often each is shut" in html
     assert len(page_data(run_dir / "report.html")["shown"]) == 3 and len(html) < 3_000_000
-    code, out, err = run(capsys, "report", run_dir)
-    assert code == 0 and out.strip() == str(run_dir / "report.html")
 
 
-def test_big_models_embed_one_byte_per_value(tmp_path, monkeypatch):
-    run_dir = make_run(tmp_path)
+def test_big_models_embed_one_byte_per_value(shared_run, tmp_path, monkeypatch):
+    run_dir = shared_run
     import charnn.report_page
 
     monkeypatch.setattr(charnn.report_page, "FLOAT_BUDGET", 100)
-    exact = build_report([run_dir], output=tmp_path / "exact.html", text_chars=200)  # noqa: F841
     data = page_data(Path(build_report([run_dir], output=tmp_path / "q.html", text_chars=200)["report"]))
     assert data["units"]["encoding"] == "uint8"
     q = np.frombuffer(base64.b64decode(data["units"]["values"]), np.uint8).reshape(2, 10, 200) / 127.5 - 1
@@ -149,11 +152,13 @@ def test_several_runs_compare_curves_and_configs(tmp_path, capsys):
     assert [r["run_dir"] for r in json.loads(out)["runs"]] == [str(a), str(b)]
 
 
-def test_a_run_without_a_checkpoint_shows_its_curves_and_says_so(tmp_path):
+def test_a_run_without_a_checkpoint_shows_its_curves_and_says_so(tmp_path, capsys):
     run_dir = make_run(tmp_path)
     (run_dir / "best.npz").unlink()
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write('{"step": 21, "train_lo')  # a line cut short by a crash
+    code, out, err = run(capsys, "report", run_dir)
+    assert code == 0 and out.strip() == str(run_dir / "report.html")  # without --json: the page's path
     result = build_report([run_dir])
     html = Path(result["report"]).read_text(encoding="utf-8")
     assert "has no checkpoint yet" in html and "1 log lines could not be read" in html and "<svg" in html
@@ -168,8 +173,8 @@ def test_a_run_without_a_checkpoint_shows_its_curves_and_says_so(tmp_path):
     ("unwritable", "cannot write the report"),
     ("no runs", "no run found under runs/"),
 ])
-def test_bad_input_is_one_line_and_leaves_no_file(tmp_path, capsys, monkeypatch, case, message):
-    run_dir = make_run(tmp_path)
+def test_bad_input_is_one_line_and_leaves_no_file(shared_run, tmp_path, capsys, monkeypatch, case, message):
+    run_dir = shared_run
     monkeypatch.chdir(tmp_path)
     (tmp_path / "odd.txt").write_text("the cat ~ zebra", encoding="utf-8")
     argv = {"not a run": ["report", tmp_path],
@@ -178,16 +183,14 @@ def test_bad_input_is_one_line_and_leaves_no_file(tmp_path, capsys, monkeypatch,
             "units too many": ["report", run_dir, "--units", "21"],
             "unwritable": ["report", run_dir, "-o", tmp_path / "missing" / "r.html"],
             "no runs": ["report"]}[case]
-    if case == "no runs":
-        shutil.rmtree(tmp_path / "runs")
-    code, out, err = run(capsys, *argv)
+    code, out, err = run(capsys, *argv)  # (tmp_path has no runs/ folder: "no runs")
     assert code == 1 and out == "" and message in err and one_line_error(err), err
     assert not (run_dir.exists() and (run_dir / "report.html").exists())
     assert not list(tmp_path.rglob(".*.tmp"))
 
 
-def test_without_matplotlib_the_error_names_the_extra(tmp_path, monkeypatch):
-    run_dir = make_run(tmp_path)
+def test_without_matplotlib_the_error_names_the_extra(shared_run, monkeypatch):
+    run_dir = shared_run
     import builtins
 
     real_import = builtins.__import__
