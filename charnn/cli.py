@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover
     from click.exceptions import ClickException, UsageError
 
 from charnn import __version__, checkpoint
+from charnn.dynamic import DECAY, LR, SEGMENT_LEN
 from charnn.errors import CharnnError
 
 app = typer.Typer(
@@ -227,36 +228,27 @@ def eval_(
     as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print one JSON object instead of a table."),
     streams: int = typer.Option(1, "--streams", min=1, metavar="N", help="Score in this many warmed-up pieces at "
                                 "once: faster, very slightly approximate; 1 (default) is the exact definition."),
+    dynamic: bool = typer.Option(False, "--dynamic", metavar=FLAG,
+                                 help="Also score with dynamic evaluation: the model learns from each segment after "
+                                 "scoring it (Krause et al. 2017)."),
+    segment_len: int = typer.Option(SEGMENT_LEN, "--segment-len", metavar="N", help="--dynamic: characters per segment."),
+    dynamic_lr: float = typer.Option(LR, "--dynamic-lr", metavar="LR", help="--dynamic: step size."),
+    dynamic_decay: float = typer.Option(DECAY, "--dynamic-decay", metavar="D",
+                                        help="--dynamic: pull back toward the trained weights per segment, in [0, 1)."),
 ) -> None:
     """Score a text: mean -ln p(c_i | c_0..c_{i-1}) over i >= 1, from a zero state.
 
-    Reports nats/char, bits/char and perplexity. The text is streamed, so files of any size fit in memory. --split test scores the run's held-out test text (data.test_fraction).
+    Reports nats/char, bits/char and perplexity. The text is streamed, so files of any size fit in memory. --split test scores the run's held-out test text (data.test_fraction). --dynamic adds the loss under dynamic evaluation, a different protocol: the model adapts to the text as it reads it.
 
     Example: charnn eval data/hello.txt --json
     """
-    import tempfile
-
-    from charnn.config import from_dict
-    from charnn.data import checkpoint_split
     from charnn.display import eval_table, stdout_console
-    from charnn.evaluate import evaluate_ids
-    from charnn.prepare import encode_file
-    from charnn.vocab import Vocab
+    from charnn.dynamic import DynamicSettings
+    from charnn.scoring import score
 
-    if (text_file is None) == (split is None):
-        raise CharnnError("give a TEXT_FILE to score or --split train|val|test, not both and not neither")
     ckpt = _load_checkpoint(checkpoint_path)
-    vocab = Vocab(tuple(ckpt.vocab_chars))
-    if split is not None:
-        cfg = from_dict(ckpt.config, source=str(checkpoint_path or "checkpoint"))
-        ids = checkpoint_split(cfg, vocab.chars, ckpt.meta.get("corpus_sha256"), split)
-        result, name = evaluate_ids(ckpt.params, ids, cell=ckpt.cell, streams=streams).as_dict(), f"the {split} split"
-    else:
-        with tempfile.TemporaryDirectory(prefix="charnn-eval-") as folder:
-            encoded = encode_file(text_file, vocab, ckpt.config["data"].get("encoding", "utf-8"), folder)
-            _note_mapped(encoded.replaced, str(text_file))
-            result = evaluate_ids(ckpt.params, encoded.ids, cell=ckpt.cell, streams=streams).as_dict()
-            name = str(text_file)
+    settings = DynamicSettings(segment_len, dynamic_lr, dynamic_decay) if dynamic else None
+    result, name = score(ckpt, text_file=text_file, split=split, streams=streams, dynamic=settings, note=_note_mapped)
     if as_json:
         typer.echo(json.dumps(result))
     else:

@@ -22,6 +22,8 @@ from charnn.model import INITS
 from charnn.optim import CLIP_MODES, OPTIMIZERS, SCHEDULES
 
 DTYPES = ("float32", "float64")
+DROPOUT_MODES = ("standard", "locked")
+GATE_INITS = ("default", "chrono")
 ENCODINGS = ("utf-8", "bytes")
 
 
@@ -42,7 +44,12 @@ class ModelConfig:
     cell: str = "rnn"  # rnn (Elman) | lstm | gru
     hidden_size: int = 128
     num_layers: int = 1
-    dropout: float = 0.0  # between layers and before the head, training only
+    dropout: float = 0.0  # on each layer's output (between layers and before the head), training only
+    dropout_mode: str = "standard"  # standard: a mask per step | locked: one per stream for the whole chunk
+    weight_drop: float = 0.0  # DropConnect on the recurrent matrix, one mask per chunk
+    input_dropout: float = 0.0  # drop whole input characters (rows of the input matrix), one mask per chunk
+    gate_init: str = "default"  # default | chrono: forget / update gate biases for memories up to chrono_max
+    chrono_max: int = 100  # chrono: the longest lag, in characters, the gates should be ready to hold
     init: str = "uniform"  # normal | uniform | xavier | orthogonal
     init_scale: float = 0.08  # std for normal, bound for uniform
     dtype: str = "float32"  # float32 | float64
@@ -204,6 +211,13 @@ def validate(cfg: Config) -> None:
     _check(m.hidden_size >= 1, s, "model.hidden_size", "must be >= 1")
     _check(m.num_layers >= 1, s, "model.num_layers", "must be >= 1")
     _check(0 <= m.dropout < 1, s, "model.dropout", "must be in [0, 1)")
+    _one_of(m.dropout_mode, DROPOUT_MODES, s, "model.dropout_mode")
+    _check(0 <= m.weight_drop < 1, s, "model.weight_drop", "must be in [0, 1)")
+    _check(0 <= m.input_dropout < 1, s, "model.input_dropout", "must be in [0, 1)")
+    _one_of(m.gate_init, GATE_INITS, s, "model.gate_init")
+    _check(m.gate_init == "default" or m.cell != "rnn", s, "model.gate_init",
+           "chrono initialises gate biases: use it with model.cell lstm or gru")
+    _check(m.chrono_max >= 2, s, "model.chrono_max", "must be >= 2 (the longest lag to prepare for)")
     _one_of(m.init, INITS, s, "model.init")
     _check(m.init_scale > 0, s, "model.init_scale", "must be > 0")
     _one_of(m.dtype, DTYPES, s, "model.dtype")

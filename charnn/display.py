@@ -194,6 +194,9 @@ _EVAL_ROWS = (("nats/char", "nats_per_char", ".4f"), ("bits/char", "bits_per_cha
 
 def eval_table(name: str, result: dict) -> Table:
     rows = [(label, format(result[key], spec)) for label, key, spec in _EVAL_ROWS]
+    if "dynamic_nats_per_char" in result:  # another protocol: the model adapts as it reads
+        rows += [("dynamic evaluation, nats/char", f"{result['dynamic_nats_per_char']:.4f}"),
+                 ("dynamic evaluation, bits/char", f"{result['dynamic_bits_per_char']:.4f}")]
     return key_value_table(f"loss of {name}", rows, justify="right")
 
 

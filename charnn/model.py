@@ -84,9 +84,11 @@ def _init_matrix(init: str, shape: tuple[int, int], gates: int, recurrent: bool,
 
 
 def init_params(vocab_size: int, hidden_size: int, num_layers: int = 1, *, init: str = "uniform",
-                scale: float = 0.08, rng: np.random.Generator, dtype=np.float32, cell: str = "rnn") -> Params:
+                scale: float = 0.08, rng: np.random.Generator, dtype=np.float32, cell: str = "rnn",
+                gate_init: str = "default", chrono_max: int = 100) -> Params:
     """Fresh parameters, drawn in checkpoint-key order from `rng`; biases start as the cell says
-    (zero, except the LSTM's forget gate at 1)."""
+    (zero, except the LSTM's forget gate at 1), or with gate_init "chrono" as the cell's chrono
+    initialisation for lags up to chrono_max (drawn after every matrix)."""
     c = cells.get(cell)
     params: Params = {}
     for name, shape in param_shapes(vocab_size, hidden_size, num_layers, cell).items():
@@ -99,6 +101,9 @@ def init_params(vocab_size: int, hidden_size: int, num_layers: int = 1, *, init:
         params[name] = np.ascontiguousarray(w, dtype=dtype)
     for layer in range(num_layers):
         c.init_biases(layer_params(params, layer), hidden_size)
+    if gate_init == "chrono":
+        for layer in range(num_layers):
+            c.chrono_biases(layer_params(params, layer), hidden_size, chrono_max, rng)
     return params
 
 
@@ -178,7 +183,9 @@ class ForwardCache:
     targets: np.ndarray  # (T*B,) target ids, time-major
     outputs: list  # per layer (T+1, B, H) outputs h; [0] is the initial one
     layer_inputs: list  # per layer: its input (T, B, H) after dropout; None for layer 0
-    masks: list  # per layer: the inverted-dropout mask on its output, or None
+    masks: list  # per layer: the inverted-dropout mask on its output ((T or 1, B, H)), or None
+    weight_masks: list  # per layer: the DropConnect mask on its recurrent matrix, or None
+    input_mask: np.ndarray | None  # (V,): which characters (rows of layer 0's input matrix) were kept
     head_input: np.ndarray  # (T*B, H) top-layer outputs after dropout
     probs: np.ndarray  # (T*B, V) softmax probabilities
     cell_caches: list  # per layer: the cell's own cache
@@ -186,10 +193,51 @@ class ForwardCache:
     released: bool = False
 
 
+@dataclass(frozen=True)
+class Noise:
+    """Regularisation while training; every mask is drawn from the run's generator once per chunk.
+
+    dropout: inverted dropout on each layer's output (the next layer's input, and the head's);
+    locked: one dropout mask per stream for the whole chunk (variational dropout, Gal and
+    Ghahramani 2016) instead of one per step; weight_drop: DropConnect on each recurrent matrix,
+    one mask per chunk (AWD-LSTM, Merity et al. 2017); input_dropout: whole characters dropped,
+    their row of layer 0's input matrix, one mask per chunk. All scale the kept values by 1/(1-p).
+    """
+
+    dropout: float = 0.0
+    locked: bool = False
+    weight_drop: float = 0.0
+    input_dropout: float = 0.0
+
+    @classmethod
+    def of(cls, m) -> "Noise":
+        """The noise a ModelConfig asks for."""
+        return cls(m.dropout, m.dropout_mode == "locked", m.weight_drop, m.input_dropout)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.dropout or self.weight_drop or self.input_dropout)
+
+
+NO_NOISE = Noise()
+
+
 def _dropout_mask(shape, p: float, rng: np.random.Generator, dtype) -> np.ndarray:
     """Inverted dropout: keep with probability 1-p and scale by 1/(1-p), so eval needs no change."""
     keep = rng.random(shape, dtype=dtype) >= p
     return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
+
+
+def _masked(p: dict, name: str, mask: np.ndarray | None) -> dict:
+    """The layer's parameters with `name` multiplied by a mask (a copy; p itself is unchanged)."""
+    return p if mask is None else dict(p, **{name: p[name] * mask})
+
+
+def _noisy_layer(params: Params, layer: int, c, cache: "ForwardCache") -> dict:
+    """One layer's parameters as the chunk saw them: its recurrent matrix and (layer 0) its input rows masked."""
+    p = _masked(layer_params(params, layer), c.recurrent_weight, cache.weight_masks[layer])
+    return _masked(p, c.input_weight, cache.input_mask[:, None] if layer == 0 and cache.input_mask is not None
+                   else None)
 
 
 def _input_part(p: dict, c, x: np.ndarray, ids_tm: np.ndarray | None, out: np.ndarray) -> None:
@@ -207,13 +255,15 @@ def _input_part(p: dict, c, x: np.ndarray, ids_tm: np.ndarray | None, out: np.nd
 
 
 def forward(params: Params, ids: np.ndarray, targets: np.ndarray, h0: list[np.ndarray], *, cell: str,
-            dropout: float = 0.0, rng: np.random.Generator | None = None,
+            noise: Noise = NO_NOISE, rng: np.random.Generator | None = None,
             ws: Workspace = FRESH) -> tuple[float, list[np.ndarray], ForwardCache]:
     """Loss of one chunk. ids, targets: (B, T) ints; h0: per layer (B, w).
 
-    Returns (mean loss in nats/char, last state per layer, cache for backward).
+    Returns (mean loss in nats/char, last state per layer, cache for backward). The masks of
+    `noise` are drawn from rng in a fixed order: input rows, then per layer the recurrent
+    matrix's and the output's.
     """
-    if dropout > 0 and rng is None:
+    if noise.any and rng is None:
         raise ValueError("dropout needs an rng")
     B, T = ids.shape
     if T < 1:
@@ -225,10 +275,16 @@ def forward(params: Params, ids: np.ndarray, targets: np.ndarray, h0: list[np.nd
     ids_tm = np.ascontiguousarray(ids.T)  # (T, B)
     if ids_tm.size and (ids_tm.max() >= V or ids_tm.min() < 0):
         raise IndexError(f"input id out of range for a vocabulary of {V} characters")
-    cache = ForwardCache(cell, ids_tm, np.ascontiguousarray(targets.T).reshape(N), [], [], [], None, None, [])
+    cache = ForwardCache(cell, ids_tm, np.ascontiguousarray(targets.T).reshape(N), [], [], [], [], None, None, None,
+                         [])
+    if noise.input_dropout:
+        cache.input_mask = _dropout_mask((V,), noise.input_dropout, rng, dtype)
     x, last_states = None, []
     for layer in range(len(h0)):
-        p = layer_params(params, layer)
+        W_rec = params[f"rnn.{layer}.{c.recurrent_weight}"]
+        cache.weight_masks.append(_dropout_mask(W_rec.shape, noise.weight_drop, rng, dtype) if noise.weight_drop
+                                  else None)
+        p = _noisy_layer(params, layer, c, cache)
         xa = ws.take((T + 1, B, c.gates * H), dtype)  # row 0 spare (see Cell.forward)
         _input_part(p, c, x, ids_tm if layer == 0 else None, xa[1:])
         h, last, cell_cache = c.forward(xa, h0[layer], p, ws)
@@ -240,8 +296,8 @@ def forward(params: Params, ids: np.ndarray, targets: np.ndarray, h0: list[np.nd
         cache.layer_inputs.append(x)
         last_states.append(last)
         x, mask = h[1:], None
-        if dropout > 0:
-            mask = _dropout_mask(x.shape, dropout, rng, dtype)
+        if noise.dropout:
+            mask = _dropout_mask((1,) + x.shape[1:] if noise.locked else x.shape, noise.dropout, rng, dtype)
             x = x * mask
         cache.masks.append(mask)
     cache.head_input = x.reshape(N, H)
@@ -293,12 +349,16 @@ def backward(params: Params, cache: ForwardCache, ws: Workspace = FRESH) -> tupl
     for layer in range(len(cache.outputs) - 1, -1, -1):
         if cache.masks[layer] is not None:
             dx *= cache.masks[layer]
-        p = layer_params(params, layer)
+        p = _noisy_layer(params, layer, c, cache)
         dxa, layer_grads, dstate0 = c.backward(dx, cache.cell_caches[layer], p, ws)  # may consume dx
+        if cache.weight_masks[layer] is not None:  # DropConnect: only the kept entries learn
+            layer_grads[c.recurrent_weight] *= cache.weight_masks[layer]
         dxa2 = dxa.reshape(N, -1)
         layer_grads[c.input_bias] = dxa2.sum(axis=0)
         if layer == 0:
             layer_grads[c.input_weight] = _scatter_rows(cache.ids, dxa2, p[c.input_weight].shape[0], ws)
+            if cache.input_mask is not None:  # a dropped character's row gets no gradient
+                layer_grads[c.input_weight] *= cache.input_mask[:, None]
         else:
             layer_grads[c.input_weight] = cache.layer_inputs[layer].reshape(N, H).T @ dxa2
             dx_below = ws.take((T, B, H), W_hy.dtype)

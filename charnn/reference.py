@@ -103,10 +103,28 @@ def _layers(params: dict) -> list[dict]:
     return [{k.split(".", 2)[2]: v for k, v in params.items() if k.startswith(f"rnn.{l}.")} for l in range(count)]
 
 
-def forward(params, cell, ids, targets, state0, masks=None, perturb=None):
+RECURRENT = {"rnn": "W_hh", "lstm": "W_h", "gru": "W_h"}
+INPUT = {"rnn": "W_xh", "lstm": "W_x", "gru": "W_x"}
+
+
+def _noisy_layers(params, cell, weight_masks, input_mask) -> list[dict]:
+    """Each layer's parameters as the chunk sees them: W_rec * its DropConnect mask, layer 0's
+    input rows * the character mask."""
+    layers = _layers(params)
+    for l, p in enumerate(layers):
+        if weight_masks is not None and weight_masks[l] is not None:
+            p[RECURRENT[cell]] = p[RECURRENT[cell]] * weight_masks[l]
+        if l == 0 and input_mask is not None:
+            p[INPUT[cell]] = p[INPUT[cell]] * input_mask[:, None]
+    return layers
+
+
+def forward(params, cell, ids, targets, state0, masks=None, perturb=None, weight_masks=None, input_mask=None):
     """Run the chunk ids (B, T) from the states state0 (per layer (B, w)).
 
-    masks: per layer a (B, T, H) dropout mask on that layer's output, or None.
+    masks: per layer a (B, T, H) dropout mask on that layer's output (or (B, 1, H): one per
+    stream for the chunk), or None. weight_masks: per layer a mask on its recurrent matrix, or
+    None; input_mask: (V,) a mask on the rows of layer 0's input matrix, or None.
     perturb: {(layer, t, "state"): d} adds d to the output h_t (t = 1..T) of a layer after it is
     computed; {(layer, t, "W"): d} uses the recurrent matrix + d in the step producing h_t.
     Returns a record: loss (mean), losses (B, T), probs (B, T, V), outputs (per layer, per
@@ -114,7 +132,7 @@ def forward(params, cell, ids, targets, state0, masks=None, perturb=None):
     """
     step = STEPS[cell][0]
     perturb = perturb or {}
-    layers = _layers(params)
+    layers = _noisy_layers(params, cell, weight_masks, input_mask)
     B, T = ids.shape
     V = params["head.W_hy"].shape[1]
     states = [s.astype(np.float64) for s in state0]
@@ -125,7 +143,7 @@ def forward(params, cell, ids, targets, state0, masks=None, perturb=None):
     for t in range(T):
         x = np.eye(V)[ids[:, t]]  # one-hot (B, V)
         for l, p in enumerate(layers):
-            W_key = {"rnn": "W_hh"}.get(cell, "W_h")
+            W_key = RECURRENT[cell]
             if (l, t + 1, "W") in perturb:
                 p = dict(p, **{W_key: p[W_key] + perturb[(l, t + 1, "W")]})
             h, states[l], saved[l][t] = step(p, x, states[l])
@@ -133,19 +151,21 @@ def forward(params, cell, ids, targets, state0, masks=None, perturb=None):
                 h = h + perturb[(l, t + 1, "state")]
                 states[l] = np.concatenate([h, states[l][:, H:]], axis=1)
             outputs[l].append(h)
-            x = h if masks is None or masks[l] is None else h * masks[l][:, t]
+            x = h if masks is None or masks[l] is None else h * masks[l][:, min(t, masks[l].shape[1] - 1)]
         logits = x @ params["head.W_hy"] + params["head.b_y"]
         y = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs[:, t] = y / y.sum(axis=1, keepdims=True)
         losses[:, t] = -np.log(probs[np.arange(B), t, targets[:, t]])
     return {"loss": losses.mean(), "losses": losses, "probs": probs, "outputs": outputs, "last": states,
-            "saved": saved, "masks": masks, "ids": ids, "targets": targets, "cell": cell}
+            "saved": saved, "masks": masks, "ids": ids, "targets": targets, "cell": cell,
+            "weight_masks": weight_masks, "input_mask": input_mask}
 
 
 def backward(params, record):
     """(gradients of record's mean loss by parameter name, gradient on each layer's initial state)."""
-    step_back = STEPS[record["cell"]][1]
-    layers = _layers(params)
+    cell = record["cell"]
+    step_back = STEPS[cell][1]
+    layers = _noisy_layers(params, cell, record["weight_masks"], record["input_mask"])
     ids, targets, masks = record["ids"], record["targets"], record["masks"]
     B, T = ids.shape
     grads = {k: np.zeros_like(v, dtype=np.float64) for k, v in params.items()}
@@ -157,12 +177,17 @@ def backward(params, record):
         dlogits /= B * T
         top = record["outputs"][-1][t + 1]
         if masks is not None and masks[-1] is not None:
-            top = top * masks[-1][:, t]
+            top = top * masks[-1][:, min(t, masks[-1].shape[1] - 1)]
         grads["head.W_hy"] += top.T @ dlogits
         grads["head.b_y"] += dlogits.sum(axis=0)
         dx = dlogits @ params["head.W_hy"].T
         for l in range(len(layers) - 1, -1, -1):
             if masks is not None and masks[l] is not None:
-                dx = dx * masks[l][:, t]
+                dx = dx * masks[l][:, min(t, masks[l].shape[1] - 1)]
             dx, dstates[l] = step_back(layers[l], record["saved"][l][t], dx, dstates[l], layer_grads[l])
+    for l in range(len(layers)):  # the gradients so far are w.r.t. the masked matrices
+        if record["weight_masks"] is not None and record["weight_masks"][l] is not None:
+            grads[f"rnn.{l}.{RECURRENT[cell]}"] *= record["weight_masks"][l]
+    if record["input_mask"] is not None:
+        grads[f"rnn.0.{INPUT[cell]}"] *= record["input_mask"][:, None]
     return grads, dstates

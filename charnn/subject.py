@@ -38,7 +38,8 @@ def fresh(config: str | Path, overrides: list[str], init_std: float | None, need
     corpus = load_corpus(cfg)  # the vocabulary comes from the corpus
     m = cfg.model
     params = model.init_params(corpus.vocab.size, m.hidden_size, m.num_layers, init=m.init, scale=m.init_scale,
-                               rng=np.random.default_rng(cfg.run.seed), dtype=np.float64, cell=m.cell)
+                               rng=np.random.default_rng(cfg.run.seed), dtype=np.float64, cell=m.cell,
+                               gate_init=m.gate_init, chrono_max=m.chrono_max)
     return Subject(params, m.cell, corpus.vocab, cfg.data.encoding, None, corpus if need_corpus else None)
 
 

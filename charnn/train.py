@@ -114,7 +114,7 @@ def train_step(state: TrainState, x: np.ndarray, y: np.ndarray, spec: OptimizerS
 
     A non-finite loss or gradient is reported, not applied: the parameters stay as they were.
     """
-    loss, last, cache = model.forward(state.params, x, y, state.hidden, cell=m.cell, dropout=m.dropout,
+    loss, last, cache = model.forward(state.params, x, y, state.hidden, cell=m.cell, noise=model.Noise.of(m),
                                       rng=state.rng, ws=ws)
     grads, _ = model.backward(state.params, cache, ws)
     ws.release(cache)
@@ -149,7 +149,7 @@ def new_state(config: Config, vocab: Vocab) -> TrainState:
     m = config.model
     rng = np.random.default_rng(config.run.seed)
     params = model.init_params(vocab.size, m.hidden_size, m.num_layers, init=m.init, scale=m.init_scale, rng=rng,
-                               dtype=np.dtype(m.dtype), cell=m.cell)
+                               dtype=np.dtype(m.dtype), cell=m.cell, gate_init=m.gate_init, chrono_max=m.chrono_max)
     if config.run.init_from:
         params = _weights_from(config.run.init_from, vocab, params)
     hidden = model.zero_state(params, config.train.batch_size, m.cell)

@@ -164,3 +164,20 @@ def test_without_a_workspace_forward_and_backward_allocate_anew():
     _, _, a = model.forward(params, ids, targets, h0, cell="rnn")
     _, _, b = model.forward(params, ids, targets, h0, cell="rnn")
     assert not any(np.shares_memory(x, y) for x in a.buffers for y in b.buffers)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_chrono_initialisation(cell):
+    params = model.init_params(7, 500, 1, rng=np.random.default_rng(3), cell=cell, gate_init="chrono", chrono_max=50)
+    if cell == "lstm":
+        b_i, b_f = params["rnn.0.b"][:500], params["rnn.0.b"][500:1000]
+        np.testing.assert_array_equal(b_i, -b_f)  # what is held long is written rarely
+    else:
+        b_f = params["rnn.0.b_x"][500:1000]  # the update gate z keeps the old state
+    assert b_f.min() >= 0 and b_f.max() <= np.log(49) + 1e-6
+    # log(U(1, 49)): the characteristic times e^b spread evenly over 1 .. 49 steps
+    assert 20 < np.exp(b_f.astype(np.float64)).mean() < 30
+    plain = model.init_params(7, 500, 1, rng=np.random.default_rng(3), cell=cell)
+    for name in params:  # the matrices are drawn first, so only the gate biases differ
+        if params[name].ndim == 2:
+            np.testing.assert_array_equal(params[name], plain[name])

@@ -40,18 +40,33 @@ def test_reference_backward_matches_finite_differences(cell, num_layers, T):
         assert rel_error(dh0[layer], numerical_grad(loss, h0[layer])) < 1e-6
 
 
+NOISES = {
+    "none": model.NO_NOISE,
+    "dropout": model.Noise(dropout=0.4),
+    "locked dropout": model.Noise(dropout=0.4, locked=True),
+    "weight drop": model.Noise(weight_drop=0.3),
+    "input dropout": model.Noise(input_dropout=0.3),
+    "all": model.Noise(dropout=0.3, locked=True, weight_drop=0.3, input_dropout=0.2),
+}
+
+
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("num_layers, T", [(1, 1), (2, 6)])
-@pytest.mark.parametrize("dropout", [0.0, 0.4])
-def test_fast_model_equals_the_reference(cell, num_layers, T, dropout):
+@pytest.mark.parametrize("noise", list(NOISES))
+def test_fast_model_equals_the_reference(cell, num_layers, T, noise):
     params = make_params(cell, num_layers)
     ids, targets, h0 = make_chunk(cell, params, T)
-    rng = np.random.default_rng(7) if dropout else None
-    loss, last, cache = model.forward(params, ids, targets, h0, cell=cell, dropout=dropout, rng=rng)
+    noise = NOISES[noise]
+    rng = np.random.default_rng(7) if noise.any else None
+    loss, last, cache = model.forward(params, ids, targets, h0, cell=cell, noise=noise, rng=rng)
     grads, dh0 = model.backward(params, cache)
     masks = [None if m is None else m.transpose(1, 0, 2) for m in cache.masks]  # to batch-first
-    assert not dropout or any((m == 0).any() for m in masks)
-    ref = reference.forward(params, cell, ids, targets, h0, masks=masks)
+    if noise.dropout:
+        assert any((m == 0).any() for m in masks) and all(m.shape[1] == (1 if noise.locked else T) for m in masks)
+    if noise.weight_drop:
+        assert all((m == 0).any() for m in cache.weight_masks)
+    ref = reference.forward(params, cell, ids, targets, h0, masks=masks, weight_masks=cache.weight_masks,
+                            input_mask=cache.input_mask)
     ref_grads, ref_dh0 = reference.backward(params, ref)
     assert loss == pytest.approx(ref["loss"], rel=1e-12)
     np.testing.assert_allclose(cache.probs.reshape(T, B, V).transpose(1, 0, 2), ref["probs"], rtol=1e-10)
@@ -66,12 +81,17 @@ def test_fast_model_equals_the_reference(cell, num_layers, T, dropout):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_fast_model_backward_matches_finite_differences(cell):
+@pytest.mark.parametrize("noise", ["none", "all"])
+def test_fast_model_backward_matches_finite_differences(cell, noise):
+    """With every regulariser on, the same seed draws the same masks in each call, so the loss is a
+    fixed function of the parameters and its gradient is checked like any other."""
     params = make_params(cell, 2)
     ids, targets, h0 = make_chunk(cell, params, 3)
-    _, _, cache = model.forward(params, ids, targets, h0, cell=cell)
+    noise = NOISES[noise]
+    rng = lambda: np.random.default_rng(9) if noise.any else None  # noqa: E731
+    _, _, cache = model.forward(params, ids, targets, h0, cell=cell, noise=noise, rng=rng())
     grads, dh0 = model.backward(params, cache)
-    loss = lambda: model.forward(params, ids, targets, h0, cell=cell)[0]
+    loss = lambda: model.forward(params, ids, targets, h0, cell=cell, noise=noise, rng=rng())[0]
     for name, p in params.items():
         assert rel_error(grads[name], numerical_grad(loss, p)) < 1e-6, name
     assert rel_error(dh0[1], numerical_grad(loss, h0[1])) < 1e-6

@@ -67,7 +67,11 @@ class InterruptAt(Callback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
-@pytest.mark.parametrize("extra", [[], ["model.dropout=0.3", "model.num_layers=2", "train.optimizer=rmsprop"]])
+@pytest.mark.parametrize("extra", [
+    [], ["model.dropout=0.3", "model.num_layers=2", "train.optimizer=rmsprop"],
+    ["model.cell=lstm", "model.dropout=0.3", "model.dropout_mode=locked", "model.weight_drop=0.3",
+     "model.input_dropout=0.1", "model.gate_init=chrono", "model.num_layers=2"],
+])
 def test_ctrl_c_then_resume_logs_the_same_losses_as_one_run(write_config, tmp_path, extra):
     path = write_config()
     whole = train(load_config(path, extra), tmp_path / "whole")

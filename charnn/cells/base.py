@@ -34,6 +34,10 @@ class Cell(Protocol):
     def init_biases(self, p: dict[str, np.ndarray], H: int) -> None:
         """Set the biases' starting values in place (they arrive as zeros)."""
 
+    def chrono_biases(self, p: dict[str, np.ndarray], H: int, t_max: int, rng: np.random.Generator) -> None:
+        """Chrono initialisation (Tallec and Ollivier 2018): gate biases that make each unit hold its
+        state for a characteristic time drawn between 1 and t_max steps."""
+
     def state_width(self, H: int) -> int:
         """w: the width of the state carried from one chunk to the next."""
 
@@ -74,8 +78,17 @@ class CellBase:
     def init_biases(self, p: dict[str, np.ndarray], H: int) -> None:
         pass
 
+    def chrono_biases(self, p: dict[str, np.ndarray], H: int, t_max: int, rng: np.random.Generator) -> None:
+        raise ValueError(f"the {self.name} cell has no gates to initialise for chrono")
+
     def state_width(self, H: int) -> int:
         return H
+
+
+def chrono_bias(H: int, t_max: int, rng: np.random.Generator) -> np.ndarray:
+    """log(U(1, t_max - 1)) per unit: a gate sigmoid(b) that keeps a fraction 1 - 1/T per step,
+    T about e^b, remembers for about T steps."""
+    return np.log(rng.uniform(1.0, t_max - 1.0, H))
 
 
 def column_scaled(M: np.ndarray, v: np.ndarray) -> np.ndarray:

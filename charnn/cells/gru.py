@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charnn.cells.base import CellBase, column_scaled
+from charnn.cells.base import CellBase, chrono_bias, column_scaled
 from charnn.workspace import Workspace
 
 
@@ -39,6 +39,9 @@ class GRU(CellBase):
 
     def param_shapes(self, fan_in: int, H: int) -> dict[str, tuple[int, ...]]:
         return {"W_x": (fan_in, 3 * H), "W_h": (H, 3 * H), "b_x": (3 * H,), "b_h": (3 * H,)}
+
+    def chrono_biases(self, p: dict, H: int, t_max: int, rng: np.random.Generator) -> None:
+        p["b_x"][H : 2 * H] = chrono_bias(H, t_max, rng)  # update gate z: the share of h_{t-1} kept
 
     def forward(self, xa: np.ndarray, state0: np.ndarray, p: dict, ws: Workspace):
         xa = xa[1:]  # row 0 is spare

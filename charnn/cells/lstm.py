@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charnn.cells.base import CellBase, column_scaled
+from charnn.cells.base import CellBase, chrono_bias, column_scaled
 from charnn.workspace import Workspace
 
 
@@ -44,6 +44,11 @@ class LSTM(CellBase):
 
     def init_biases(self, p: dict, H: int) -> None:
         p["b"][H : 2 * H] = 1.0  # remember by default: forget gate open
+
+    def chrono_biases(self, p: dict, H: int, t_max: int, rng: np.random.Generator) -> None:
+        b_f = chrono_bias(H, t_max, rng)
+        p["b"][H : 2 * H] = b_f  # forget gate
+        p["b"][:H] = -b_f  # input gate: what is held long is written rarely
 
     def state_width(self, H: int) -> int:
         return 2 * H

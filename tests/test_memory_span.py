@@ -1,0 +1,28 @@
+"""The memory-span experiment's plumbing: stages, seeds, the summary, the CSV and the picture."""
+
+import pytest
+
+from charnn import memory_span
+from charnn.errors import CharnnError
+
+
+def test_stages_parse_and_bad_ones_are_one_line_errors():
+    assert memory_span.parse_stages("5:40, 10:60.5") == ((5, 40.0), (10, 60.5))
+    for bad in ("5", "5:x", "1:10", "5:0"):
+        with pytest.raises(CharnnError, match="--stages"):
+            memory_span.parse_stages(bad)
+
+
+def test_a_tiny_curriculum_over_two_seeds(tmp_path):
+    rows = memory_span.run(["gru"], ((2, 0.5), (3, 0.5)), [0, 1], ["model.gate_init=chrono"], hidden=8)
+    assert [(r["K"], r["seed"]) for r in rows] == [(2, 0), (3, 0), (2, 1), (3, 1)]
+    assert all(r["steps"] > 0 and r["params"] > 0 and -5 < r["fraction"] <= 1.01 for r in rows)
+    memory_span.write_csv(rows, tmp_path / "m.csv")
+    again = memory_span.read_csv(tmp_path / "m.csv")
+    summary = memory_span.summary(again)
+    assert [(s["K"], s["seeds"]) for s in summary] == [(2, 2), (3, 2)]
+    for s in summary:
+        fractions = [r["fraction"] for r in rows if r["K"] == s["K"]]
+        assert s["mean"] == pytest.approx(sum(fractions) / 2) and s["min"] == min(fractions) and s["max"] == max(fractions)
+    memory_span.plot(again, tmp_path / "m.png")
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
