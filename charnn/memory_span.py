@@ -78,7 +78,7 @@ def _score(ckpt_path: Path, cfg, text: synth.SynthText) -> dict:
             "horizon": "beyond 100" if horizon is None else horizon}
 
 
-def run(cells, stages, seeds, overrides=(), hidden: int | None = None,
+def run(cells, stages, seeds, overrides=(), hidden: int | None = None, text_chars: int = TEXT_CHARS,
         log: Callable[[str], None] = lambda message: None) -> list[dict]:
     """Train every (cell, seed) through the curriculum; one row per stage."""
     rows = []
@@ -88,7 +88,7 @@ def run(cells, stages, seeds, overrides=(), hidden: int | None = None,
         empty.write_text("{}\n")
         texts = {}
         for lag, _ in stages:
-            texts[lag] = synth.generate("delay", lag, TEXT_CHARS, seed=lag)
+            texts[lag] = synth.generate("delay", lag, text_chars, seed=lag)
             (tmp / f"delay{lag}.txt").write_text(texts[lag].text)
         for cell in cells:
             for seed in seeds:

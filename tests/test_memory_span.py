@@ -14,7 +14,8 @@ def test_stages_parse_and_bad_ones_are_one_line_errors():
 
 
 def test_a_tiny_curriculum_over_two_seeds(tmp_path):
-    rows = memory_span.run(["gru"], ((2, 0.5), (3, 0.5)), [0, 1], ["model.gate_init=chrono"], hidden=8)
+    rows = memory_span.run(["gru"], ((2, 0.2), (3, 0.2)), [0, 1], ["model.gate_init=chrono"], hidden=8,
+                           text_chars=20_000)
     assert [(r["K"], r["seed"]) for r in rows] == [(2, 0), (3, 0), (2, 1), (3, 1)]
     assert all(r["steps"] > 0 and r["params"] > 0 and -5 < r["fraction"] <= 1.01 for r in rows)
     memory_span.write_csv(rows, tmp_path / "m.csv")
