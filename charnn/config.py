@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from charnn.errors import CharnnError
-from charnn.cells import CELLS
+from charnn.cells import CELLS, RECURRENT
 from charnn.model import INITS
 from charnn.optim import CLIP_MODES, OPTIMIZERS, SCHEDULES
 
@@ -50,6 +50,7 @@ class ModelConfig:
     input_dropout: float = 0.0  # drop whole input characters (rows of the input matrix), one mask per chunk
     gate_init: str = "default"  # default | chrono: forget / update gate biases for memories up to chrono_max
     chrono_max: int = 100  # chrono: the longest lag, in characters, the gates should be ready to hold
+    context: int = 0  # mlp: how many characters it sees (the next one is predicted from these alone)
     init: str = "uniform"  # normal | uniform | xavier | orthogonal
     init_scale: float = 0.08  # std for normal, bound for uniform
     dtype: str = "float32"  # float32 | float64
@@ -215,8 +216,14 @@ def validate(cfg: Config) -> None:
     _check(0 <= m.weight_drop < 1, s, "model.weight_drop", "must be in [0, 1)")
     _check(0 <= m.input_dropout < 1, s, "model.input_dropout", "must be in [0, 1)")
     _one_of(m.gate_init, GATE_INITS, s, "model.gate_init")
-    _check(m.gate_init == "default" or m.cell != "rnn", s, "model.gate_init",
+    _check(m.gate_init == "default" or m.cell in ("lstm", "gru"), s, "model.gate_init",
            "chrono initialises gate biases: use it with model.cell lstm or gru")
+    _check(m.weight_drop == 0 or m.cell in RECURRENT, s, "model.weight_drop",
+           f"drops entries of the recurrent matrix, which the {m.cell} cell has not; use model.dropout")
+    _check(m.cell != "mlp" or m.context >= 1, s, "model.context",
+           "the mlp cell needs the number of characters it sees, >= 1 (e.g. 16)")
+    _check(m.cell == "mlp" or m.context == 0, s, "model.context", "only the mlp cell has a context window; "
+           "a recurrent cell's memory is its state")
     _check(m.chrono_max >= 2, s, "model.chrono_max", "must be >= 2 (the longest lag to prepare for)")
     _one_of(m.init, INITS, s, "model.init")
     _check(m.init_scale > 0, s, "model.init_scale", "must be > 0")

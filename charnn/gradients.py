@@ -230,6 +230,9 @@ def analyse(params: model.Params, windows: np.ndarray, cell: str, clip_fraction:
     windows = np.asarray(windows)
     if windows.ndim != 2 or windows.shape[1] < 3:
         raise CharnnError("gradient analysis needs windows of at least T+1 = 3 characters (T >= 2)")
+    if cell not in cells.RECURRENT:
+        raise CharnnError(f"the {cell} cell has no recurrent state to follow back through time: its memory is "
+                          "exactly its model.context characters")
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
     c = cells.get(cell)
     T = windows.shape[1] - 1

@@ -37,13 +37,15 @@ INITS = ("normal", "uniform", "xavier", "orthogonal")
 CELLS = tuple(cells.CELLS)
 
 
-def param_shapes(vocab_size: int, hidden_size: int, num_layers: int, cell: str = "rnn") -> dict[str, tuple[int, ...]]:
+def param_shapes(vocab_size: int, hidden_size: int, num_layers: int, cell: str = "rnn",
+                 context: int = 1) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every parameter; the names are the checkpoint keys.
 
     Per layer l, rnn.{l}.<name> for the cell's parameters (in = V for layer 0, H above):
       rnn:  W_xh (in, H), W_hh (H, H), b_h (H)
       lstm: W_x (in, 4H), W_h (H, 4H), b (4H)                  gates i, f, g, o
       gru:  W_x (in, 3H), W_h (H, 3H), b_x (3H), b_h (3H)      gates r, z, n
+      mlp:  W_x (in, H), b (H), with in = context * V at layer 0 (one block per position back)
     then head.W_hy (H, V), head.b_y (V).
     """
     if vocab_size < 1:
@@ -53,7 +55,7 @@ def param_shapes(vocab_size: int, hidden_size: int, num_layers: int, cell: str =
     c = cells.get(cell)
     shapes: dict[str, tuple[int, ...]] = {}
     for layer in range(num_layers):
-        fan_in = vocab_size if layer == 0 else hidden_size
+        fan_in = c.first_fan_in(vocab_size, context) if layer == 0 else hidden_size
         shapes.update({f"rnn.{layer}.{k}": s for k, s in c.param_shapes(fan_in, hidden_size).items()})
     shapes["head.W_hy"] = (hidden_size, vocab_size)
     shapes["head.b_y"] = (vocab_size,)
@@ -85,19 +87,19 @@ def _init_matrix(init: str, shape: tuple[int, int], gates: int, recurrent: bool,
 
 def init_params(vocab_size: int, hidden_size: int, num_layers: int = 1, *, init: str = "uniform",
                 scale: float = 0.08, rng: np.random.Generator, dtype=np.float32, cell: str = "rnn",
-                gate_init: str = "default", chrono_max: int = 100) -> Params:
+                gate_init: str = "default", chrono_max: int = 100, context: int = 1) -> Params:
     """Fresh parameters, drawn in checkpoint-key order from `rng`; biases start as the cell says
     (zero, except the LSTM's forget gate at 1), or with gate_init "chrono" as the cell's chrono
     initialisation for lags up to chrono_max (drawn after every matrix)."""
     c = cells.get(cell)
     params: Params = {}
-    for name, shape in param_shapes(vocab_size, hidden_size, num_layers, cell).items():
+    for name, shape in param_shapes(vocab_size, hidden_size, num_layers, cell, context).items():
         if len(shape) == 1:
             w = np.zeros(shape)
         else:
             layer_matrix = name.startswith("rnn.")
             w = _init_matrix(init, shape, c.gates if layer_matrix else 1,
-                             name.endswith("." + c.recurrent_weight), scale, rng)
+                             c.recurrent_weight is not None and name.endswith("." + c.recurrent_weight), scale, rng)
         params[name] = np.ascontiguousarray(w, dtype=dtype)
     for layer in range(num_layers):
         c.init_biases(layer_params(params, layer), hidden_size)
@@ -117,11 +119,19 @@ def layer_params(params: Params, layer: int) -> dict[str, np.ndarray]:
     return {name[len(prefix):]: p for name, p in params.items() if name.startswith(prefix)}
 
 
+def context_of(params: Params, cell: str) -> int:
+    """Characters layer 0 reads at once: 1, or the MLP's context (its input rows / V)."""
+    c = cells.get(cell)
+    return params[f"rnn.0.{c.input_weight}"].shape[0] // params["head.W_hy"].shape[1]
+
+
 def zero_state(params: Params, batch_size: int, cell: str) -> list[np.ndarray]:
-    """The initial carried state: one (B, w) zero array per layer (w = H, or 2H for the LSTM)."""
+    """The initial carried state: one (B, w) zero array per layer (w = H, or 2H for the LSTM;
+    for the MLP, W - 1 characters at layer 0 and nothing above)."""
     W_hy = params["head.W_hy"]
-    width = cells.get(cell).state_width(W_hy.shape[0])
-    return [np.zeros((batch_size, width), W_hy.dtype) for _ in range(num_layers_of(params))]
+    c, context = cells.get(cell), context_of(params, cell)
+    return [np.zeros((batch_size, c.carried_width(W_hy.shape[0], layer, context)), W_hy.dtype)
+            for layer in range(num_layers_of(params))]
 
 
 # ---- loss -----------------------------------------------------------------------------
@@ -186,6 +196,7 @@ class ForwardCache:
     masks: list  # per layer: the inverted-dropout mask on its output ((T or 1, B, H)), or None
     weight_masks: list  # per layer: the DropConnect mask on its recurrent matrix, or None
     input_mask: np.ndarray | None  # (V,): which characters (rows of layer 0's input matrix) were kept
+    first_state: np.ndarray | None  # layer 0's initial state (the MLP's carried characters)
     head_input: np.ndarray  # (T*B, H) top-layer outputs after dropout
     probs: np.ndarray  # (T*B, V) softmax probabilities
     cell_caches: list  # per layer: the cell's own cache
@@ -233,25 +244,24 @@ def _masked(p: dict, name: str, mask: np.ndarray | None) -> dict:
     return p if mask is None else dict(p, **{name: p[name] * mask})
 
 
+def _row_mask(input_mask: np.ndarray | None, rows: int) -> np.ndarray | None:
+    """The character mask for every row of layer 0's input matrix (the MLP's has one block per position)."""
+    return None if input_mask is None else np.tile(input_mask, rows // len(input_mask))[:, None]
+
+
 def _noisy_layer(params: Params, layer: int, c, cache: "ForwardCache") -> dict:
     """One layer's parameters as the chunk saw them: its recurrent matrix and (layer 0) its input rows masked."""
     p = _masked(layer_params(params, layer), c.recurrent_weight, cache.weight_masks[layer])
-    return _masked(p, c.input_weight, cache.input_mask[:, None] if layer == 0 and cache.input_mask is not None
-                   else None)
+    if layer > 0:
+        return p
+    return _masked(p, c.input_weight, _row_mask(cache.input_mask, p[c.input_weight].shape[0]))
 
 
-def _input_part(p: dict, c, x: np.ndarray, ids_tm: np.ndarray | None, out: np.ndarray) -> None:
-    """out (T, B, kH) = x_t W_in + b_in for every step: a row lookup at layer 0, else one GEMM."""
-    W_in, b_in = p[c.input_weight], p[c.input_bias]
-    if ids_tm is not None:
-        # the row lookup equals one_hot(ids) @ W_in; adding the bias to the V rows first gives the
-        # same sums as adding it to all T*B looked-up rows (mode="raise" would buffer the whole
-        # output: 4x slower; the ids' range is checked by forward)
-        np.take(W_in + b_in, ids_tm, axis=0, out=out, mode="wrap")
-    else:
-        T, B, _ = x.shape
-        np.matmul(x.reshape(T * B, -1), W_in, out=out.reshape(T * B, -1))
-        out += b_in
+def _input_part(p: dict, c, x: np.ndarray, out: np.ndarray) -> None:
+    """out (T, B, kH) = x_t W_in + b_in for every step above layer 0: one GEMM."""
+    T, B, _ = x.shape
+    np.matmul(x.reshape(T * B, -1), p[c.input_weight], out=out.reshape(T * B, -1))
+    out += p[c.input_bias]
 
 
 def forward(params: Params, ids: np.ndarray, targets: np.ndarray, h0: list[np.ndarray], *, cell: str,
@@ -275,19 +285,24 @@ def forward(params: Params, ids: np.ndarray, targets: np.ndarray, h0: list[np.nd
     ids_tm = np.ascontiguousarray(ids.T)  # (T, B)
     if ids_tm.size and (ids_tm.max() >= V or ids_tm.min() < 0):
         raise IndexError(f"input id out of range for a vocabulary of {V} characters")
-    cache = ForwardCache(cell, ids_tm, np.ascontiguousarray(targets.T).reshape(N), [], [], [], [], None, None, None,
-                         [])
+    cache = ForwardCache(cell=cell, ids=ids_tm, targets=np.ascontiguousarray(targets.T).reshape(N), outputs=[],
+                         layer_inputs=[], masks=[], weight_masks=[], input_mask=None, first_state=h0[0],
+                         head_input=None, probs=None, cell_caches=[])
     if noise.input_dropout:
         cache.input_mask = _dropout_mask((V,), noise.input_dropout, rng, dtype)
     x, last_states = None, []
     for layer in range(len(h0)):
-        W_rec = params[f"rnn.{layer}.{c.recurrent_weight}"]
-        cache.weight_masks.append(_dropout_mask(W_rec.shape, noise.weight_drop, rng, dtype) if noise.weight_drop
-                                  else None)
+        if noise.weight_drop:  # (the config allows it only for cells with a recurrent matrix)
+            W_rec = params[f"rnn.{layer}.{c.recurrent_weight}"]
+            cache.weight_masks.append(_dropout_mask(W_rec.shape, noise.weight_drop, rng, dtype))
+        else:
+            cache.weight_masks.append(None)
         p = _noisy_layer(params, layer, c, cache)
         xa = ws.take((T + 1, B, c.gates * H), dtype)  # row 0 spare (see Cell.forward)
-        _input_part(p, c, x, ids_tm if layer == 0 else None, xa[1:])
+        carried = c.input_part(p, ids_tm, h0[0], xa[1:]) if layer == 0 else _input_part(p, c, x, xa[1:])
         h, last, cell_cache = c.forward(xa, h0[layer], p, ws)
+        if carried is not None:
+            last = carried
         if not any(b is xa for b in cell_cache.buffers):
             ws.give(xa)
         cache.buffers.extend(cell_cache.buffers)
@@ -308,19 +323,6 @@ def forward(params: Params, ids: np.ndarray, targets: np.ndarray, h0: list[np.nd
     loss = _softmax_cross_entropy_rows(logits, np.arange(0, N * V, V) + cache.targets)
     cache.probs = logits
     return loss, last_states, cache
-
-
-def _scatter_rows(ids: np.ndarray, rows: np.ndarray, num_ids: int, ws: Workspace) -> np.ndarray:
-    """sum of rows[i] into out[ids[i]]: the gradient of the row lookup W[ids].
-
-    Written as one_hot(ids)^T @ rows: one GEMM, far faster than np.add.at (or sort + reduceat).
-    """
-    one_hot_t = ws.take((num_ids, ids.size), rows.dtype)
-    one_hot_t.fill(0)
-    one_hot_t[ids.reshape(-1), np.arange(ids.size)] = 1
-    out = one_hot_t @ rows
-    ws.give(one_hot_t)
-    return out
 
 
 def backward(params: Params, cache: ForwardCache, ws: Workspace = FRESH) -> tuple[Params, list[np.ndarray]]:
@@ -356,9 +358,9 @@ def backward(params: Params, cache: ForwardCache, ws: Workspace = FRESH) -> tupl
         dxa2 = dxa.reshape(N, -1)
         layer_grads[c.input_bias] = dxa2.sum(axis=0)
         if layer == 0:
-            layer_grads[c.input_weight] = _scatter_rows(cache.ids, dxa2, p[c.input_weight].shape[0], ws)
-            if cache.input_mask is not None:  # a dropped character's row gets no gradient
-                layer_grads[c.input_weight] *= cache.input_mask[:, None]
+            layer_grads[c.input_weight] = c.input_grads(dxa2, cache.ids, cache.first_state, p, ws)
+            if cache.input_mask is not None:  # a dropped character's rows get no gradient
+                layer_grads[c.input_weight] *= _row_mask(cache.input_mask, p[c.input_weight].shape[0])
         else:
             layer_grads[c.input_weight] = cache.layer_inputs[layer].reshape(N, H).T @ dxa2
             dx_below = ws.take((T, B, H), W_hy.dtype)

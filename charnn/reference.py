@@ -92,7 +92,33 @@ def gru_step_back(p, saved, dh, dstate, grads):
     return dxa @ p["W_x"].T, dh * z + dha @ p["W_h"].T
 
 
-STEPS = {"rnn": (elman_step, elman_step_back), "lstm": (lstm_step, lstm_step_back), "gru": (gru_step, gru_step_back)}
+def mlp_step(p, x, state):
+    h = np.tanh(x @ p["W_x"] + p["b"])  # no recurrence: the state passes through untouched
+    return h, state, (x, h)
+
+
+def mlp_step_back(p, saved, dh, dstate, grads):
+    x, h = saved
+    da = dh * (1 - h**2)
+    grads["W_x"] += x.T @ da
+    grads["b"] += da.sum(axis=0)
+    return da @ p["W_x"].T, np.zeros_like(dstate)
+
+
+def mlp_context(history: np.ndarray, V: int) -> np.ndarray:
+    """The MLP's layer-0 input: the one-hots of its last W characters concatenated, block j for the
+    character j steps back; history (B, W) holds ids + 1, oldest first, 0 for "before the text"."""
+    B, W = history.shape
+    x = np.zeros((B, W * V))
+    for j in range(W):
+        c = history[:, W - 1 - j]
+        rows = np.flatnonzero(c > 0)
+        x[rows, j * V + c[rows] - 1] = 1
+    return x
+
+
+STEPS = {"rnn": (elman_step, elman_step_back), "lstm": (lstm_step, lstm_step_back), "gru": (gru_step, gru_step_back),
+         "mlp": (mlp_step, mlp_step_back)}
 
 
 # ---- the whole model -----------------------------------------------------------------------------
@@ -103,8 +129,8 @@ def _layers(params: dict) -> list[dict]:
     return [{k.split(".", 2)[2]: v for k, v in params.items() if k.startswith(f"rnn.{l}.")} for l in range(count)]
 
 
-RECURRENT = {"rnn": "W_hh", "lstm": "W_h", "gru": "W_h"}
-INPUT = {"rnn": "W_xh", "lstm": "W_x", "gru": "W_x"}
+RECURRENT = {"rnn": "W_hh", "lstm": "W_h", "gru": "W_h", "mlp": None}
+INPUT = {"rnn": "W_xh", "lstm": "W_x", "gru": "W_x", "mlp": "W_x"}
 
 
 def _noisy_layers(params, cell, weight_masks, input_mask) -> list[dict]:
@@ -114,8 +140,8 @@ def _noisy_layers(params, cell, weight_masks, input_mask) -> list[dict]:
     for l, p in enumerate(layers):
         if weight_masks is not None and weight_masks[l] is not None:
             p[RECURRENT[cell]] = p[RECURRENT[cell]] * weight_masks[l]
-        if l == 0 and input_mask is not None:
-            p[INPUT[cell]] = p[INPUT[cell]] * input_mask[:, None]
+        if l == 0 and input_mask is not None:  # (the MLP's input rows: one block of V per position back)
+            p[INPUT[cell]] = p[INPUT[cell]] * np.tile(input_mask, len(p[INPUT[cell]]) // len(input_mask))[:, None]
     return layers
 
 
@@ -142,11 +168,16 @@ def forward(params, cell, ids, targets, state0, masks=None, perturb=None, weight
     losses, probs = np.zeros((B, T)), np.zeros((B, T, V))
     for t in range(T):
         x = np.eye(V)[ids[:, t]]  # one-hot (B, V)
+        if cell == "mlp":  # layer 0 sees its last W characters; its state is the W - 1 before this one
+            history = np.concatenate([np.rint(states[0]).astype(int), ids[:, t : t + 1] + 1], axis=1)
+            x, states[0] = mlp_context(history, V), history[:, 1:].astype(float)
         for l, p in enumerate(layers):
             W_key = RECURRENT[cell]
             if (l, t + 1, "W") in perturb:
                 p = dict(p, **{W_key: p[W_key] + perturb[(l, t + 1, "W")]})
-            h, states[l], saved[l][t] = step(p, x, states[l])
+            h, new_state, saved[l][t] = step(p, x, states[l])
+            if not (cell == "mlp" and l == 0):
+                states[l] = new_state
             if (l, t + 1, "state") in perturb:
                 h = h + perturb[(l, t + 1, "state")]
                 states[l] = np.concatenate([h, states[l][:, H:]], axis=1)
@@ -189,5 +220,6 @@ def backward(params, record):
         if record["weight_masks"] is not None and record["weight_masks"][l] is not None:
             grads[f"rnn.{l}.{RECURRENT[cell]}"] *= record["weight_masks"][l]
     if record["input_mask"] is not None:
-        grads[f"rnn.0.{INPUT[cell]}"] *= record["input_mask"][:, None]
+        m = record["input_mask"]
+        grads[f"rnn.0.{INPUT[cell]}"] *= np.tile(m, len(grads[f"rnn.0.{INPUT[cell]}"]) // len(m))[:, None]
     return grads, dstates

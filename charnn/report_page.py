@@ -410,6 +410,11 @@ def _shown_units(reading: TextReading, picked: list[dict], count: int) -> list[d
 def _gradient_section(run: Run, ids: np.ndarray) -> str:
     from charnn import gradients
 
+    from charnn import cells
+
+    if run.best.cell not in cells.RECURRENT:
+        return (f"<p class=note>The {_esc(run.best.cell)} cell has no recurrent state: it sees exactly its "
+                f"model.context characters, and no gradient flows back further.</p>")
     steps = min(REPORT_STEPS, len(ids) - 1)
     if steps < 2:
         return "<p class=note>The text is too short for the gradient analysis.</p>"

@@ -19,8 +19,13 @@ def _next_logits(params: model.Params, c, layers: list, char_id: int, state: lis
     """
     x = None
     for layer, (p, table) in enumerate(layers):
-        xa = table[char_id] if layer == 0 else x @ p[c.input_weight] + p[c.input_bias]
+        if layer == 0:
+            xa, carried = c.read_one(p, table, char_id, state[0])
+        else:
+            xa, carried = x @ p[c.input_weight] + p[c.input_bias], None
         x, state[layer] = c.step(xa, state[layer], p)
+        if carried is not None:
+            state[layer] = carried
     return x @ params["head.W_hy"] + params["head.b_y"]
 
 

@@ -39,7 +39,7 @@ def fresh(config: str | Path, overrides: list[str], init_std: float | None, need
     m = cfg.model
     params = model.init_params(corpus.vocab.size, m.hidden_size, m.num_layers, init=m.init, scale=m.init_scale,
                                rng=np.random.default_rng(cfg.run.seed), dtype=np.float64, cell=m.cell,
-                               gate_init=m.gate_init, chrono_max=m.chrono_max)
+                               gate_init=m.gate_init, chrono_max=m.chrono_max, context=m.context or 1)
     return Subject(params, m.cell, corpus.vocab, cfg.data.encoding, None, corpus if need_corpus else None)
 
 

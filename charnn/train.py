@@ -149,7 +149,8 @@ def new_state(config: Config, vocab: Vocab) -> TrainState:
     m = config.model
     rng = np.random.default_rng(config.run.seed)
     params = model.init_params(vocab.size, m.hidden_size, m.num_layers, init=m.init, scale=m.init_scale, rng=rng,
-                               dtype=np.dtype(m.dtype), cell=m.cell, gate_init=m.gate_init, chrono_max=m.chrono_max)
+                               dtype=np.dtype(m.dtype), cell=m.cell, gate_init=m.gate_init, chrono_max=m.chrono_max,
+                               context=m.context or 1)
     if config.run.init_from:
         params = _weights_from(config.run.init_from, vocab, params)
     hidden = model.zero_state(params, config.train.batch_size, m.cell)

@@ -88,6 +88,9 @@ def test_jacobian_product_equals_the_step_jacobian(cell):
     for t in range(T):
         states.append(c.step(xa[t], states[-1], p)[1])
     w = c.state_width(H)
+    if w == 0:  # the mlp carries no state through its steps: nothing to multiply
+        assert c.jacobian_product(np.zeros((B, H, 0)), 1, cache, p).shape == (B, H, 0)
+        return
     M = rng.normal(size=(B, H, w))
     for t in range(1, T + 1):
         got = c.jacobian_product(M, t, cache, p)
@@ -115,4 +118,4 @@ def test_values_a_report_shows(cell):
 
 
 def test_registry_names_every_cell_once():
-    assert CELLS == ["rnn", "lstm", "gru"] and all(cells.get(n).name == n for n in CELLS)
+    assert CELLS == ["rnn", "lstm", "gru", "mlp"] and all(cells.get(n).name == n for n in CELLS)

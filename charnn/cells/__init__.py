@@ -11,8 +11,10 @@ from charnn.cells.base import Cell
 from charnn.cells.elman import Elman
 from charnn.cells.gru import GRU
 from charnn.cells.lstm import LSTM
+from charnn.cells.mlp import MLP
 
-CELLS: dict[str, Cell] = {"rnn": Elman(), "lstm": LSTM(), "gru": GRU()}
+CELLS: dict[str, Cell] = {"rnn": Elman(), "lstm": LSTM(), "gru": GRU(), "mlp": MLP()}
+RECURRENT = ("rnn", "lstm", "gru")  # the cells with a recurrent matrix (weight drop, inspect-gradients)
 
 
 def get(name: str) -> Cell:

@@ -71,9 +71,41 @@ class Cell(Protocol):
 
 
 class CellBase:
-    """Defaults a cell may keep: its state is its output, and its biases start at zero."""
+    """Defaults a cell may keep: it reads one character at a time (layer 0's input part is a row
+    lookup), its state is its output, and its biases start at zero."""
 
     gate_names: tuple[str, ...] = ()
+
+    def first_fan_in(self, vocab_size: int, context: int) -> int:
+        """Rows of layer 0's input matrix (the MLP's covers `context` characters)."""
+        return vocab_size
+
+    def carried_width(self, H: int, layer: int, context: int) -> int:
+        """Width of the state a layer carries to the next chunk."""
+        return self.state_width(H)
+
+    def input_part(self, p: dict, ids_tm: np.ndarray, state0: np.ndarray, out: np.ndarray):
+        """Layer 0: out (T, B, kH) = W_in[ids] + b_in; returns the state the input itself carries
+        (None: the recurrence decides). The row lookup equals one_hot(ids) @ W_in; adding the bias
+        to the V rows first gives the same sums as adding it to all T*B looked-up rows, and
+        mode="wrap" avoids the whole-output buffer of mode="raise" (4x slower; ids are checked)."""
+        np.take(p[self.input_weight] + p[self.input_bias], ids_tm, axis=0, out=out, mode="wrap")
+        return None
+
+    def input_grads(self, dxa2: np.ndarray, ids_tm: np.ndarray, state0: np.ndarray, p: dict, ws: Workspace):
+        """Layer 0: the gradient of W_in from dxa2 (T*B, kH): the sum of the rows of each id, written as
+        one_hot(ids)^T @ dxa2, one GEMM, far faster than np.add.at (or sort + reduceat)."""
+        one_hot_t = ws.take((p[self.input_weight].shape[0], ids_tm.size), dxa2.dtype)
+        one_hot_t.fill(0)
+        one_hot_t[ids_tm.reshape(-1), np.arange(ids_tm.size)] = 1
+        grad = one_hot_t @ dxa2
+        ws.give(one_hot_t)
+        return grad
+
+    def read_one(self, p: dict, table: np.ndarray, char_id: int, state: np.ndarray):
+        """Sampling, layer 0: (the input part of one character, the state the input carries or None);
+        `table` is W_in + b_in."""
+        return table[char_id], None
 
     def init_biases(self, p: dict[str, np.ndarray], H: int) -> None:
         pass
