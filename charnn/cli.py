@@ -455,6 +455,102 @@ def data_synth(
         stdout_console().print(synth_table(str(output), summary))
 
 
+experiment_app = typer.Typer(help="The notes' claims as measurements: tables, CSV and figures.", no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("memory-span")
+@_friendly
+def experiment_memory_span(
+    cells_: str = typer.Option("rnn,lstm,gru,mlp", "--cells", metavar="CELLS", help="Cells to compare, comma-separated."),
+    context: int = typer.Option(16, "--context", metavar="W", help="The mlp's window: the characters it sees."),
+    seeds: str = typer.Option("0,1,2", "--seeds", metavar="S,...", help="Run seeds (initialisation)."),
+    stages: Optional[str] = typer.Option(None, "--stages", metavar="K:SECONDS,...",
+                                         help="The curriculum (default: K = 2, 5, 10, 20, 40, 80)."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Config overrides for every stage."),
+    quick: bool = typer.Option(False, "--quick", metavar=FLAG, help="K = 2, 5, 10 with short budgets: a few minutes."),
+    out: Path = typer.Option(Path("memory_span"), "--out", metavar="PREFIX", help="Writes PREFIX.csv and PREFIX.png."),
+    as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print the rows as one JSON object."),
+) -> None:
+    """How far back can each cell remember? Train each on the delay task for growing K and measure the share of the memory-recoverable information it learned.
+
+    Example: charnn experiment memory-span --quick --seeds 0
+    """
+    from charnn import memory_span
+    from charnn.display import memory_span_table, stderr_console, stdout_console
+
+    names = [c.strip() for c in cells_.split(",") if c.strip()]
+    unknown = [c for c in names if c not in memory_span.CELL_SIZES and c != "mlp"]
+    if unknown or not names:
+        raise CharnnError(f"--cells {cells_!r}: choose among rnn, lstm, gru, mlp")
+    if context < 1:
+        raise CharnnError(f"--context must be >= 1 (got {context})")
+    try:
+        seed_list = [int(s) for s in seeds.split(",")]
+    except ValueError:
+        raise CharnnError(f"--seeds {seeds!r}: expected integers, e.g. 0,1,2") from None
+    plan = memory_span.parse_stages(stages) if stages else memory_span.QUICK if quick else memory_span.FULL
+    has_plot = _plot_extra_check()
+    console = stderr_console()
+    rows = memory_span.run(names, plan, seed_list, set_, context=context,
+                           log=lambda m: console.print(m, markup=False))
+    memory_span.write_csv(rows, out.with_suffix(".csv"))
+    if has_plot:
+        memory_span.plot(rows, out.with_suffix(".png"))
+    if as_json:
+        keys = ("cell", "K", "seed", "fraction", "horizon")
+        typer.echo(json.dumps({"rows": [{k: r[k] for k in keys} for r in rows]}))
+    else:
+        stdout_console().print(memory_span_table(memory_span.summary(rows)))
+
+
+@experiment_app.command("bias-variance")
+@_friendly
+def experiment_bias_variance(
+    config: Path = typer.Argument(..., metavar="CONFIG", help="The config trained on each slice."),
+    vary: str = typer.Option(..., "--vary", metavar="KEY=v1,v2,...", help="The config key to vary and its values."),
+    subsets: int = typer.Option(4, "--subsets", metavar="K", help="Disjoint slices of the training text."),
+    quick: bool = typer.Option(False, "--quick", metavar=FLAG,
+                               help="At most 200 steps (and 12 s) per model and 20,000 held-out characters."),
+    out: Path = typer.Option(Path("bias_variance"), "--out", metavar="PREFIX", help="Writes PREFIX.csv and PREFIX.png."),
+    as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print the rows as one JSON object."),
+) -> None:
+    """Split the held-out log loss into bias (plus noise) and variance: train the config on K disjoint slices of its training text for each value of one key.
+
+    Example: charnn experiment bias-variance configs/shakespeare.yaml --vary model.hidden_size=32,128,512 --subsets 4
+    """
+    from charnn import bias_variance
+    from charnn.display import bias_variance_table, stderr_console, stdout_console
+
+    plan, configs = bias_variance.plan(config, vary, subsets)
+    if quick:
+        configs = [bias_variance.quick(cfg) for cfg in configs]
+    has_plot = _plot_extra_check()
+    console = stderr_console()
+    result = bias_variance.run(plan, configs, log=lambda m: console.print(m, markup=False),
+                               held_out_chars=20_000 if quick else None)
+    bias_variance.write_csv(result, out.with_suffix(".csv"))
+    if has_plot:
+        bias_variance.plot(result, out.with_suffix(".png"))
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        stdout_console().print(bias_variance_table(result))
+
+
+def _plot_extra_check() -> bool:
+    """Whether the figure can be drawn; without matplotlib the experiment still runs and says so."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        from charnn.display import stderr_console
+
+        stderr_console().print("note: no figure without matplotlib (pip install -e '.[plot]'); the CSV is written",
+                               markup=False)
+        return False
+    return True
+
+
 def _hide_type_column() -> None:
     """typer >= 0.20 prints each parameter's Python type (<bool>, <path>, <list[str]>) in the help;
     show the metavar (N, PATH, KEY=VALUE, delay|brackets) instead, and nothing for flags and arguments."""
@@ -544,6 +640,7 @@ def sweep(
 _hide_type_column()
 _unwrap_docstrings(app)
 _unwrap_docstrings(data_app)
+_unwrap_docstrings(experiment_app)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

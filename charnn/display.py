@@ -385,3 +385,32 @@ def sweep_table(summary: dict) -> list:
     out = [table, f"storage: {escape(summary['storage'])}"]
     out += [f"trial {row['number']} failed: {escape(row['error'])}" for row in rows if row["state"] == "FAIL" and row["error"]]
     return out
+
+
+def memory_span_table(groups: list[dict]) -> Table:
+    """The memory-span experiment: per K, each cell's mean share learned [min, max over seeds]."""
+    cells = list(dict.fromkeys(g["cell"] for g in groups))
+    table = Table(title="share of the memory-recoverable information learned (mean over seeds [min, max]; "
+                  "horizon)", title_justify="left")
+    table.add_column("K", justify="right")
+    for cell in cells:
+        table.add_column(cell, justify="right")
+    for lag in sorted({g["K"] for g in groups}):
+        row = [str(lag)]
+        for cell in cells:
+            g = next((g for g in groups if g["cell"] == cell and g["K"] == lag), None)
+            row.append("-" if g is None else f"{100 * g['mean']:.0f}% [{100 * g['min']:.0f}, {100 * g['max']:.0f}] "
+                       f"({', '.join(map(str, g['horizons']))})")
+        table.add_row(*row)
+    return table
+
+
+def bias_variance_table(result: dict) -> Table:
+    """The bias-variance experiment: per value of the varied key, the three terms and the training loss."""
+    table = Table(title=f"held-out loss over {result['subsets']} training slices (nats/char)", title_justify="left")
+    for name in (result["key"], "total", "bias + noise", "variance", "training loss"):
+        table.add_column(name, justify="right")
+    for r in result["rows"]:
+        table.add_row(str(r["value"]), f"{r['total']:.4f}", f"{r['bias_noise']:.4f}", f"{r['variance']:.4f}",
+                      f"{r['train_loss']:.4f}")
+    return table

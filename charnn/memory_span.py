@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charnn import checkpoint, gradients, synth
+from charnn import cells, checkpoint, gradients, synth
 from charnn.config import load_config
 from charnn.data import load_corpus
 from charnn.errors import CharnnError
@@ -33,6 +33,12 @@ from charnn.files import write_text_atomically
 from charnn.train import train
 
 CELL_SIZES = {"rnn": 130, "lstm": 64, "gru": 74}  # hidden sizes giving ~19.5k parameters with 9 symbols
+MLP_CONTEXT = 16
+
+
+def mlp_hidden(context: int, symbols: int = 9, parameters: int = 19_500) -> int:
+    """The mlp's hidden size for about as many parameters as the recurrent cells: (W*V + 1 + V) H + V."""
+    return max(1, round((parameters - symbols) / (context * symbols + 1 + symbols)))
 FULL = ((2, 40), (5, 40), (10, 80), (20, 100), (40, 120), (80, 150))  # (K, seconds of training)
 QUICK = ((2, 12), (5, 12), (10, 16))
 TEXT_CHARS = 400_000
@@ -55,10 +61,13 @@ def parse_stages(text: str) -> tuple[tuple[int, float], ...]:
 
 
 def stage_overrides(cell: str, lag: int, seconds: float, data: Path, runs: Path, init_from: Path | None,
-                    seed: int, hidden: int | None) -> list[str]:
+                    seed: int, hidden: int | None, context: int = MLP_CONTEXT) -> list[str]:
     """One stage's training settings, as overrides of an empty config."""
-    return [f"data.path={data}", "data.val_fraction=0.1", f"model.cell={cell}",
-            f"model.hidden_size={hidden or CELL_SIZES[cell]}", "train.batch_size=32", f"train.seq_len={max(64, 2 * lag)}",
+    size = hidden or (mlp_hidden(context) if cell == "mlp" else CELL_SIZES[cell])
+    window = [f"model.context={context}"] if cell == "mlp" else []
+    return window + [
+            f"data.path={data}", "data.val_fraction=0.1", f"model.cell={cell}",
+            f"model.hidden_size={size}", "train.batch_size=32", f"train.seq_len={max(64, 2 * lag)}",
             "train.steps=10000000", f"train.max_minutes={seconds / 60}", "train.lr=3e-3", "train.lr_schedule=cosine",
             "train.min_lr=1e-4", "train.grad_clip=1.0", f"run.name={cell}-s{seed}-K{lag}", f"run.dir={runs}",
             "run.eval_every=0", "run.checkpoint_every=0", "run.log_every=100", f"run.seed={seed}",
@@ -71,15 +80,19 @@ def _score(ckpt_path: Path, cfg, text: synth.SynthText) -> dict:
     loss = evaluate_ids(params, val, cell=cfg.model.cell).nats_per_char
     n_train = len(text.text) - len(val)
     best, nomem = float(text.best[n_train:].mean()), float(text.nomem[n_train:].mean())
-    windows = gradients.sample_windows(val, 100, 4, np.random.default_rng(0))
-    horizon = gradients.analyse(params, windows, cfg.model.cell).layers[0].horizon
+    if cfg.model.cell in cells.RECURRENT:
+        windows = gradients.sample_windows(val, 100, 4, np.random.default_rng(0))
+        horizon = gradients.analyse(params, windows, cfg.model.cell).layers[0].horizon
+        horizon = "beyond 100" if horizon is None else horizon
+    else:
+        horizon = f"context {cfg.model.context}"  # no recurrence: it sees exactly this far
     return {"params": sum(p.size for p in params.values()), "loss": round(loss, 4), "best": round(best, 4),
             "nomem": round(nomem, 4), "fraction": round(synth.fraction_learned(loss, best, nomem), 3),
-            "horizon": "beyond 100" if horizon is None else horizon}
+            "horizon": horizon}
 
 
-def run(cells, stages, seeds, overrides=(), hidden: int | None = None, text_chars: int = TEXT_CHARS,
-        log: Callable[[str], None] = lambda message: None) -> list[dict]:
+def run(cell_names, stages, seeds, overrides=(), hidden: int | None = None, text_chars: int | None = None,
+        context: int = MLP_CONTEXT, log: Callable[[str], None] = lambda message: None) -> list[dict]:
     """Train every (cell, seed) through the curriculum; one row per stage."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,13 +101,14 @@ def run(cells, stages, seeds, overrides=(), hidden: int | None = None, text_char
         empty.write_text("{}\n")
         texts = {}
         for lag, _ in stages:
-            texts[lag] = synth.generate("delay", lag, text_chars, seed=lag)
+            texts[lag] = synth.generate("delay", lag, text_chars or TEXT_CHARS, seed=lag)
             (tmp / f"delay{lag}.txt").write_text(texts[lag].text)
-        for cell in cells:
+        for cell in cell_names:
             for seed in seeds:
                 previous = None
                 for lag, seconds in stages:
-                    base = stage_overrides(cell, lag, seconds, tmp / f"delay{lag}.txt", tmp / "runs", previous, seed, hidden)
+                    base = stage_overrides(cell, lag, seconds, tmp / f"delay{lag}.txt", tmp / "runs", previous, seed,
+                                           hidden, context)
                     cfg = load_config(empty, base + list(overrides))
                     result = train(cfg, tmp / "runs" / cfg.run.name, force=True)
                     previous = tmp / "runs" / cfg.run.name / "latest.npz"

@@ -197,11 +197,15 @@ def resume_state(config: Config, vocab: Vocab, run: RunDir) -> TrainState:
 
 
 def train(config: Config, run_dir: str | Path | None = None, *, resume: bool = False, force: bool = False,
-          callback: Callback | None = None) -> TrainResult:
-    """Train per `config`, writing config.yaml, metrics.jsonl, latest.npz and best.npz to run_dir."""
+          callback: Callback | None = None, corpus: Corpus | None = None) -> TrainResult:
+    """Train per `config`, writing config.yaml, metrics.jsonl, latest.npz and best.npz to run_dir.
+
+    `corpus` replaces the config's own (an experiment training on a slice of it, say); its
+    vocabulary must be the one the config's data gives, so checkpoints stay comparable.
+    """
     cb = callback or Callback()
     run = RunDir(run_dir if run_dir is not None else default_run_dir(config))
-    corpus = load_corpus(config, cb.on_message)
+    corpus = corpus or load_corpus(config, cb.on_message)
     t = config.train
     try:
         batcher = StreamBatcher(corpus.train, t.batch_size, t.seq_len)
