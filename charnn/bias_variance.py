@@ -15,6 +15,7 @@ Repeated for each value of one config key (model size, dropout, weight decay, st
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,40 +23,46 @@ from pathlib import Path
 
 import numpy as np
 
-from charnn import model
+from charnn import checkpoint, model
 from charnn.config import Config, load_config
 from charnn.data import Corpus, load_corpus
 from charnn.errors import CharnnError
 from charnn.evaluate import evaluate_ids
+from charnn.plotting import pyplot
 from charnn.train import train
 
 
-def decompose(log_probs: np.ndarray, targets: np.ndarray) -> tuple[float, float, float]:
-    """(total, bias_noise, variance) per position, averaged: log_probs (K, n, V) of K models, targets (n,)."""
+def _sums(log_probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """[total, bias + noise, variance] summed over positions: log_probs (K, n, V) of K models, targets (n,)."""
     mean_log = log_probs.mean(axis=0)  # (n, V): ln of the unnormalised geometric mean
     shift = mean_log.max(axis=1, keepdims=True)
-    log_z = np.log(np.exp(mean_log - shift).sum(axis=1)) + shift[:, 0]  # (n,)
-    log_pbar = mean_log - log_z[:, None]
+    log_pbar = mean_log - (np.log(np.exp(mean_log - shift).sum(axis=1, keepdims=True)) + shift)
     rows = np.arange(len(targets))
-    total = -log_probs[:, rows, targets].mean()
-    bias_noise = -log_pbar[rows, targets].mean()
-    pbar = np.exp(log_pbar)
-    variance = (pbar[None] * (log_pbar[None] - log_probs)).sum(axis=2).mean()  # mean_k KL(p-bar || p_k)
+    variance = (np.exp(log_pbar)[None] * (log_pbar[None] - log_probs)).sum(axis=2).mean(axis=0)  # mean_k KL(p-bar || p_k)
+    return np.array([-log_probs[:, rows, targets].mean(axis=0).sum(), -log_pbar[rows, targets].sum(), variance.sum()])
+
+
+def decompose(log_probs: np.ndarray, targets: np.ndarray) -> tuple[float, float, float]:
+    """(total, bias_noise, variance) averaged over positions: log_probs (K, n, V) of K models, targets (n,)."""
+    total, bias_noise, variance = _sums(log_probs, targets) / len(targets)
     return float(total), float(bias_noise), float(variance)
 
 
-def held_out_log_probs(models: list, cell: str, ids: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """(K, n-1, V) ln p of every next character of ids under each model, one stream from a zero state each."""
-    out = []
-    for params in models:
-        h, rows = model.zero_state(params, 1, cell), []
-        for start in range(0, len(ids) - 1, chunk):
-            x = np.asarray(ids[start : min(start + chunk, len(ids) - 1)], np.int32)
-            y = np.asarray(ids[start + 1 : start + 1 + len(x)], np.int32)
-            _, h, cache = model.forward(params, x[None], y[None], h, cell=cell)
-            rows.append(np.log(np.maximum(cache.probs.astype(np.float64), 1e-300)))
-        out.append(np.concatenate(rows))
-    return np.stack(out)
+def decompose_text(models: list, cell: str, ids: np.ndarray, chunk: int = 256) -> tuple[float, float, float]:
+    """decompose() over a whole held-out text, the K models reading it side by side chunk by chunk
+    (one stream each, from a zero state), so memory stays K x chunk x V whatever the text's length."""
+    states = [model.zero_state(params, 1, cell) for params in models]
+    sums, n = np.zeros(3), len(ids) - 1
+    for start in range(0, n, chunk):
+        x = np.asarray(ids[start : min(start + chunk, n)], np.int32)
+        y = np.asarray(ids[start + 1 : start + 1 + len(x)], np.int32)
+        log_probs = []
+        for k, params in enumerate(models):
+            _, states[k], cache = model.forward(params, x[None], y[None], states[k], cell=cell)
+            log_probs.append(np.log(np.maximum(cache.probs.astype(np.float64), 1e-300)))
+        sums += _sums(np.stack(log_probs), y.astype(np.int64))
+    total, bias_noise, variance = sums / n
+    return float(total), float(bias_noise), float(variance)
 
 
 @dataclass(frozen=True)
@@ -71,8 +78,11 @@ def plan(config: str | Path, vary: str, subsets: int) -> tuple[Plan, list[Config
     key, sep, values = vary.partition("=")
     if not sep or not values.strip():
         raise CharnnError(f"--vary {vary!r}: expected KEY=v1,v2,... e.g. --vary model.hidden_size=32,64,128")
+    if key.strip().startswith("data."):
+        raise CharnnError(f"--vary {key}: the slices and the held-out text come from one corpus; vary a model, "
+                          "train or run key")
     items = [v.strip() for v in values.split(",") if v.strip()]
-    configs = [load_config(config, [f"{key}={v}"], origin=f"--vary {key}={{item}}") for v in items]
+    configs = [load_config(config, [f"{key}={v}"], origin="--vary {item}") for v in items]
     if subsets < 2:
         raise CharnnError(f"--subsets must be >= 2 (got {subsets}): the variance is the disagreement of several models")
     return Plan(Path(config), key, items, subsets), configs
@@ -90,8 +100,6 @@ def _slices(corpus: Corpus, cfg: Config, subsets: int) -> list[Corpus]:
 
 def quick(cfg: Config) -> Config:
     """The config cut to a run of seconds: at most 200 steps and 12 seconds, no evaluations."""
-    import dataclasses
-
     t = dataclasses.replace(cfg.train, steps=min(cfg.train.steps, 200), max_minutes=0.2)
     r = dataclasses.replace(cfg.run, eval_every=0, eval_every_minutes=0.0, sample_every=0)
     return dataclasses.replace(cfg, train=t, run=r)
@@ -106,8 +114,10 @@ def write_csv(result: dict, path: str | Path) -> None:
 
 
 def run(p: Plan, configs: list[Config], log: Callable[[str], None] = lambda message: None,
-        held_out_chars: int | None = None) -> dict:
-    """Train the K models for every value and decompose their held-out loss: the --json object."""
+        held_out_chars: int | None = None, on_row: Callable[[dict], None] = lambda result: None) -> dict:
+    """Train the K models for every value and decompose their held-out loss: the --json object.
+
+    on_row gets the result so far after each value (to write it as it grows)."""
     corpus = load_corpus(configs[0])
     if len(corpus.val) < 2:
         raise CharnnError(f"{p.config} holds out no validation text (data.val_fraction); the decomposition "
@@ -120,30 +130,22 @@ def run(p: Plan, configs: list[Config], log: Callable[[str], None] = lambda mess
             models, train_losses = [], []
             for k, piece in enumerate(_slices(corpus, cfg, p.subsets)):
                 result = train(cfg, Path(tmp) / f"{value}-{k}", force=True, corpus=piece)
-                params = model_params(result.run_dir / "latest.npz")
+                params = checkpoint.load(result.run_dir / "latest.npz").params  # the final model: best.npz peeked
                 models.append(params)
                 train_losses.append(evaluate_ids(params, piece.train, cell=cfg.model.cell, streams=64).nats_per_char)
                 log(f"{p.key}={value}: model {k + 1}/{p.subsets} trained ({result.step} steps, {result.elapsed_s:.0f} s)")
             held_out = corpus.val[:held_out_chars] if held_out_chars else corpus.val
-            total, bias_noise, variance = decompose(held_out_log_probs(models, cfg.model.cell, held_out),
-                                                    np.asarray(held_out[1:], np.int64))
+            total, bias_noise, variance = decompose_text(models, cfg.model.cell, held_out)
             rows.append({"value": value, "total": total, "bias_noise": bias_noise, "variance": variance,
                          "train_loss": float(np.mean(train_losses))})
             log(f"{p.key}={value}: total {total:.4f} = bias+noise {bias_noise:.4f} + variance {variance:.4f}; "
                 f"training {rows[-1]['train_loss']:.4f} nats/char")
+            on_row({"key": p.key, "subsets": p.subsets, "rows": rows})
     return {"key": p.key, "subsets": p.subsets, "rows": rows}
 
 
-def model_params(path: Path) -> dict:
-    from charnn import checkpoint
-
-    return checkpoint.load(path).params
-
-
 def plot(result: dict, path: str | Path) -> None:
-    from charnn.report_page import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot("the bias-variance figure")
     rows = result["rows"]
     labels = [str(r["value"]) for r in rows]
     x = np.arange(len(rows))

@@ -281,7 +281,7 @@ def _expected_arrays(path: Path, meta: dict, max_layers: int) -> dict[str, tuple
         raise _mismatch(path, f"its config has {m.num_layers} layers, more than it has members")
     dtype = np.dtype(m.dtype)
     try:
-        shapes = model.param_shapes(len(vocab), m.hidden_size, m.num_layers, m.cell, m.context or 1)
+        shapes = model.param_shapes(len(vocab), m.hidden_size, m.num_layers, m.cell, m.window)
     except CharnnError as e:
         raise CharnnError(f"checkpoint {path}: {e}") from None
     expected = {key: (dtype, shape) for key, shape in shapes.items()}
@@ -291,7 +291,7 @@ def _expected_arrays(path: Path, meta: dict, max_layers: int) -> dict[str, tuple
         expected[f"optim.{key}"] = (value.dtype, shapes[param] if param in shapes else value.shape)
     c = cells.get(m.cell)
     for layer in range(m.num_layers):
-        expected[f"state.{layer}"] = (dtype, (t.batch_size, c.carried_width(m.hidden_size, layer, m.context or 1)))
+        expected[f"state.{layer}"] = (dtype, (t.batch_size, c.carried_width(m.hidden_size, layer, m.window)))
     return expected
 
 

@@ -6,6 +6,7 @@ A CharnnError becomes a one-line message on stderr and exit code 1; a usage erro
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -246,8 +247,11 @@ def eval_(
     from charnn.dynamic import DynamicSettings
     from charnn.scoring import score
 
+    settings = DynamicSettings(segment_len, dynamic_lr, dynamic_decay)
+    if not dynamic and settings != DynamicSettings():
+        raise CharnnError("--segment-len, --dynamic-lr and --dynamic-decay apply to dynamic evaluation: add --dynamic")
     ckpt = _load_checkpoint(checkpoint_path)
-    settings = DynamicSettings(segment_len, dynamic_lr, dynamic_decay) if dynamic else None
+    settings = settings if dynamic else None
     result, name = score(ckpt, text_file=text_file, split=split, streams=streams, dynamic=settings, note=_note_mapped)
     if as_json:
         typer.echo(json.dumps(result))
@@ -490,11 +494,13 @@ def experiment_memory_span(
     except ValueError:
         raise CharnnError(f"--seeds {seeds!r}: expected integers, e.g. 0,1,2") from None
     plan = memory_span.parse_stages(stages) if stages else memory_span.QUICK if quick else memory_span.FULL
+    csv = _experiment_output(out)
     has_plot = _plot_extra_check()
     console = stderr_console()
-    rows = memory_span.run(names, plan, seed_list, set_, context=context,
-                           log=lambda m: console.print(m, markup=False))
-    memory_span.write_csv(rows, out.with_suffix(".csv"))
+    with _rows_kept(csv):
+        rows = memory_span.run(names, plan, seed_list, set_, context=context,
+                               log=lambda m: console.print(m, markup=False),
+                               on_row=lambda rows: memory_span.write_csv(rows, csv))
     if has_plot:
         memory_span.plot(rows, out.with_suffix(".png"))
     if as_json:
@@ -525,17 +531,40 @@ def experiment_bias_variance(
     plan, configs = bias_variance.plan(config, vary, subsets)
     if quick:
         configs = [bias_variance.quick(cfg) for cfg in configs]
+    csv = _experiment_output(out)
     has_plot = _plot_extra_check()
     console = stderr_console()
-    result = bias_variance.run(plan, configs, log=lambda m: console.print(m, markup=False),
-                               held_out_chars=20_000 if quick else None)
-    bias_variance.write_csv(result, out.with_suffix(".csv"))
+    with _rows_kept(csv):
+        result = bias_variance.run(plan, configs, log=lambda m: console.print(m, markup=False),
+                                   held_out_chars=20_000 if quick else None,
+                                   on_row=lambda so_far: bias_variance.write_csv(so_far, csv))
     if has_plot:
         bias_variance.plot(result, out.with_suffix(".png"))
     if as_json:
         typer.echo(json.dumps(result))
     else:
         stdout_console().print(bias_variance_table(result))
+
+
+def _experiment_output(prefix: Path) -> Path:
+    """PREFIX.csv, its folder checked before an experiment spends any time."""
+    if not prefix.parent.is_dir():
+        raise CharnnError(f"--out {prefix}: the folder {prefix.parent} does not exist")
+    return prefix.with_suffix(".csv")
+
+
+@contextlib.contextmanager
+def _rows_kept(csv: Path):
+    """A stopped experiment says where its finished rows are, and no resume hint: its runs were temporary."""
+    from charnn.train import TrainingInterrupted, TrainingStopped
+
+    try:
+        yield
+    except (TrainingStopped, KeyboardInterrupt) as e:
+        kept = f"the finished rows are in {csv}" if csv.exists() else "no row had finished"
+        if isinstance(e, (KeyboardInterrupt, TrainingInterrupted)):
+            raise TrainingInterrupted(f"interrupted; {kept}") from None
+        raise type(e)(f"{e}; {kept}") from None
 
 
 def _plot_extra_check() -> bool:

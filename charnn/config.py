@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from charnn.errors import CharnnError
-from charnn.cells import CELLS, RECURRENT
+from charnn.cells import CELLS
 from charnn.model import INITS
 from charnn.optim import CLIP_MODES, OPTIMIZERS, SCHEDULES
 
@@ -41,7 +41,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    cell: str = "rnn"  # rnn (Elman) | lstm | gru
+    cell: str = "rnn"  # rnn (Elman) | lstm | gru | mlp (feed-forward over model.context characters)
     hidden_size: int = 128
     num_layers: int = 1
     dropout: float = 0.0  # on each layer's output (between layers and before the head), training only
@@ -51,6 +51,11 @@ class ModelConfig:
     gate_init: str = "default"  # default | chrono: forget / update gate biases for memories up to chrono_max
     chrono_max: int = 100  # chrono: the longest lag, in characters, the gates should be ready to hold
     context: int = 0  # mlp: how many characters it sees (the next one is predicted from these alone)
+
+    @property
+    def window(self) -> int:
+        """Characters layer 0 reads at once: the mlp's context, 1 for the recurrent cells."""
+        return self.context or 1
     init: str = "uniform"  # normal | uniform | xavier | orthogonal
     init_scale: float = 0.08  # std for normal, bound for uniform
     dtype: str = "float32"  # float32 | float64
@@ -216,9 +221,10 @@ def validate(cfg: Config) -> None:
     _check(0 <= m.weight_drop < 1, s, "model.weight_drop", "must be in [0, 1)")
     _check(0 <= m.input_dropout < 1, s, "model.input_dropout", "must be in [0, 1)")
     _one_of(m.gate_init, GATE_INITS, s, "model.gate_init")
-    _check(m.gate_init == "default" or m.cell in ("lstm", "gru"), s, "model.gate_init",
+    cell = CELLS.get(m.cell)
+    _check(m.gate_init == "default" or bool(cell and cell.gate_names), s, "model.gate_init",
            "chrono initialises gate biases: use it with model.cell lstm or gru")
-    _check(m.weight_drop == 0 or m.cell in RECURRENT, s, "model.weight_drop",
+    _check(m.weight_drop == 0 or bool(cell and cell.recurrent_weight), s, "model.weight_drop",
            f"drops entries of the recurrent matrix, which the {m.cell} cell has not; use model.dropout")
     _check(m.cell != "mlp" or m.context >= 1, s, "model.context",
            "the mlp cell needs the number of characters it sees, >= 1 (e.g. 16)")

@@ -7,7 +7,9 @@ predicted before any update that has seen it:
     theta_i = theta_{i-1} - lr * g_i / (sqrt(MS) + eps) + decay * (theta_0 - theta_{i-1}) * RMS_norm
 
 g_i is the gradient of segment i's mean loss; MS the mean squared gradient per parameter
-entry, measured on segments of the model's own training text (never the scored text);
+entry, measured on segments of the model's own training text (never the scored text), and
+floored at a tenth of its parameter's mean so that a weight the sample never moved (the row
+of a character it did not contain) takes a step of ordinary size, not a huge one;
 RMS_norm = sqrt(MS) / mean(sqrt(MS)), decay * RMS_norm clipped at 1, pulls each weight back
 toward the trained theta_0 fastest where gradients are largest. The model adapts to the
 text it reads (its names, its style) while staying near what it learned.
@@ -21,13 +23,13 @@ import numpy as np
 
 from charnn import model
 from charnn.errors import CharnnError
-from charnn.evaluate import LN2
 from charnn.workspace import Workspace
 
 # tuned on the last 20,000 characters of Tiny Shakespeare's training split with an H=512 LSTM
 # (benchmarks/tune_dynamic.py; README, "Dynamic evaluation"), never on a text being scored
 SEGMENT_LEN, LR, DECAY = 50, 3e-4, 1e-3
 MS_SEGMENTS = 100  # training segments averaged for the gradient scales
+MS_FLOOR = 0.1  # MS at least this fraction of its parameter's mean MS
 EPS = 1e-8
 
 
@@ -67,18 +69,17 @@ def gradient_scales(params, cell: str, train_ids: np.ndarray, segment_len: int, 
         _, grads, _ = _segment_grads(params, cell, window[:-1], window[1:], model.zero_state(params, 1, cell), ws)
         for k, g in grads.items():
             ms[k] += g.astype(np.float64) ** 2 / segments
-    return ms
+    return {k: np.maximum(v, MS_FLOOR * v.mean()) for k, v in ms.items()}
 
 
 def dynamic_loss(params, cell: str, ids: np.ndarray, ms: dict, settings: DynamicSettings) -> float:
     """Mean -ln p over positions 1..n-1 of ids, read with dynamic evaluation (params are not changed)."""
-    settings.check()
     n = len(ids) - 1
     if n < settings.segment_len:
         raise CharnnError(f"the text has {n + 1} characters, fewer than one segment of --segment-len "
                           f"{settings.segment_len} + 1; lower --segment-len or give a longer text")
     theta = {k: v.copy() for k, v in params.items()}
-    scale = {k: (1.0 / (np.sqrt(v) + EPS)).astype(p.dtype) for (k, v), p in zip(ms.items(), params.values())}
+    scale = {k: (1.0 / (np.sqrt(v) + EPS)).astype(params[k].dtype) for k, v in ms.items()}
     rms = {k: np.sqrt(v) for k, v in ms.items()}
     mean_rms = np.mean(np.concatenate([r.ravel() for r in rms.values()]))
     pull = {k: np.minimum(settings.decay * r / max(mean_rms, EPS), 1.0).astype(params[k].dtype) for k, r in rms.items()}
@@ -91,12 +92,3 @@ def dynamic_loss(params, cell: str, ids: np.ndarray, ms: dict, settings: Dynamic
             p -= settings.lr * grads[k] * scale[k]
             p += pull[k] * (params[k] - p)
     return total / n
-
-
-@dataclass(frozen=True)
-class DynamicResult:
-    nats_per_char: float  # dynamic evaluation
-    chars: int
-
-    def as_dict(self) -> dict:
-        return {"dynamic_nats_per_char": self.nats_per_char, "dynamic_bits_per_char": self.nats_per_char / LN2}

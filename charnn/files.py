@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import IO
 
 
-def umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: done once, at import, before any thread
     os.umask(mask)
     return mask
+
+
+UMASK = _read_umask()
 
 
 @contextmanager
@@ -23,7 +26,7 @@ def replaced_atomically(path: str | Path, mode: str = "w") -> Iterator[IO]:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the usual file mode
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
             f.flush()

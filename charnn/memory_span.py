@@ -1,11 +1,11 @@
 """The memory-span experiment: how far back can each cell remember?
 
-Each cell (about 19.5k parameters each: rnn H=130, lstm H=64, gru H=74) is trained on
+Each cell (about 19.5k parameters each: rnn H=130, lstm H=64, gru H=74, mlp sized for its W) is trained on
 `charnn data synth delay` texts with a curriculum: K = 2, then K = 5 starting from the K = 2
 weights, and so on, each stage with its own time budget (the learning rate decays from 3e-3
 to 1e-4 over it) and seq_len >= 2K (truncated BPTT cannot learn a dependency longer than its
-window). After each stage it records the fraction of the memory-recoverable information
-learned on held-out text,
+window); the mlp (model.context W) sees only its last W characters. After each stage it
+records the fraction of the memory-recoverable information learned on held-out text,
 
     fraction = (nomem - model) / (nomem - best)       (oracle losses from charnn.synth)
 
@@ -30,6 +30,7 @@ from charnn.data import load_corpus
 from charnn.errors import CharnnError
 from charnn.evaluate import evaluate_ids
 from charnn.files import write_text_atomically
+from charnn.plotting import pyplot
 from charnn.train import train
 
 CELL_SIZES = {"rnn": 130, "lstm": 64, "gru": 74}  # hidden sizes giving ~19.5k parameters with 9 symbols
@@ -76,10 +77,11 @@ def stage_overrides(cell: str, lag: int, seconds: float, data: Path, runs: Path,
 
 def _score(ckpt_path: Path, cfg, text: synth.SynthText) -> dict:
     params = checkpoint.load(ckpt_path).params
-    val = load_corpus(cfg).val
+    corpus = load_corpus(cfg)
+    val = corpus.val
     loss = evaluate_ids(params, val, cell=cfg.model.cell).nats_per_char
-    n_train = len(text.text) - len(val)
-    best, nomem = float(text.best[n_train:].mean()), float(text.nomem[n_train:].mean())
+    scored = slice(len(corpus.train), len(corpus.train) + len(val) - 1)  # the oracles' losses of val[1:]
+    best, nomem = float(text.best[scored].mean()), float(text.nomem[scored].mean())
     if cfg.model.cell in cells.RECURRENT:
         windows = gradients.sample_windows(val, 100, 4, np.random.default_rng(0))
         horizon = gradients.analyse(params, windows, cfg.model.cell).layers[0].horizon
@@ -92,8 +94,10 @@ def _score(ckpt_path: Path, cfg, text: synth.SynthText) -> dict:
 
 
 def run(cell_names, stages, seeds, overrides=(), hidden: int | None = None, text_chars: int | None = None,
-        context: int = MLP_CONTEXT, log: Callable[[str], None] = lambda message: None) -> list[dict]:
-    """Train every (cell, seed) through the curriculum; one row per stage."""
+        context: int = MLP_CONTEXT, log: Callable[[str], None] = lambda message: None,
+        on_row: Callable[[list], None] = lambda rows: None) -> list[dict]:
+    """Train every (cell, seed) through the curriculum; one row per stage (on_row gets the rows so far
+    after each, to write them as they grow)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -115,6 +119,7 @@ def run(cell_names, stages, seeds, overrides=(), hidden: int | None = None, text
                     row = {"cell": cell, "K": lag, "seed": seed, "seconds": round(result.elapsed_s, 1),
                            "steps": result.step, **_score(previous, cfg, texts[lag])}
                     rows.append(row)
+                    on_row(rows)
                     log(f"{cell:5s} seed {seed} K={lag:3d}: {row['steps']} steps in {row['seconds']:.0f} s, loss "
                         f"{row['loss']:.4f} (best {row['best']:.4f}, no memory {row['nomem']:.4f}) -> "
                         f"{100 * row['fraction']:.0f}% learned, horizon {row['horizon']}")
@@ -145,9 +150,7 @@ def read_csv(path: str | Path) -> list[dict]:
 
 def plot(rows: list[dict], path: str | Path) -> None:
     """Mean fraction learned against K per cell, the seeds' range as a bar; the same numbers as the table."""
-    from charnn.report_page import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot("the memory-span figure")
     groups = summary(rows)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for cell in dict.fromkeys(g["cell"] for g in groups):

@@ -109,6 +109,13 @@ def init_params(vocab_size: int, hidden_size: int, num_layers: int = 1, *, init:
     return params
 
 
+def init_for(m, vocab_size: int, rng: np.random.Generator, dtype=None) -> Params:
+    """Fresh parameters as a ModelConfig describes them (dtype: the config's unless given)."""
+    return init_params(vocab_size, m.hidden_size, m.num_layers, init=m.init, scale=m.init_scale, rng=rng,
+                       dtype=np.dtype(dtype or m.dtype), cell=m.cell, gate_init=m.gate_init,
+                       chrono_max=m.chrono_max, context=m.window)
+
+
 def num_layers_of(params: Params) -> int:
     return len({name.split(".")[1] for name in params if name.startswith("rnn.")})
 

@@ -129,8 +129,8 @@ def _layers(params: dict) -> list[dict]:
     return [{k.split(".", 2)[2]: v for k, v in params.items() if k.startswith(f"rnn.{l}.")} for l in range(count)]
 
 
-RECURRENT = {"rnn": "W_hh", "lstm": "W_h", "gru": "W_h", "mlp": None}
-INPUT = {"rnn": "W_xh", "lstm": "W_x", "gru": "W_x", "mlp": "W_x"}
+RECURRENT_WEIGHT = {"rnn": "W_hh", "lstm": "W_h", "gru": "W_h", "mlp": None}
+INPUT_WEIGHT = {"rnn": "W_xh", "lstm": "W_x", "gru": "W_x", "mlp": "W_x"}
 
 
 def _noisy_layers(params, cell, weight_masks, input_mask) -> list[dict]:
@@ -139,9 +139,9 @@ def _noisy_layers(params, cell, weight_masks, input_mask) -> list[dict]:
     layers = _layers(params)
     for l, p in enumerate(layers):
         if weight_masks is not None and weight_masks[l] is not None:
-            p[RECURRENT[cell]] = p[RECURRENT[cell]] * weight_masks[l]
+            p[RECURRENT_WEIGHT[cell]] = p[RECURRENT_WEIGHT[cell]] * weight_masks[l]
         if l == 0 and input_mask is not None:  # (the MLP's input rows: one block of V per position back)
-            p[INPUT[cell]] = p[INPUT[cell]] * np.tile(input_mask, len(p[INPUT[cell]]) // len(input_mask))[:, None]
+            p[INPUT_WEIGHT[cell]] = p[INPUT_WEIGHT[cell]] * np.tile(input_mask, len(p[INPUT_WEIGHT[cell]]) // len(input_mask))[:, None]
     return layers
 
 
@@ -172,7 +172,7 @@ def forward(params, cell, ids, targets, state0, masks=None, perturb=None, weight
             history = np.concatenate([np.rint(states[0]).astype(int), ids[:, t : t + 1] + 1], axis=1)
             x, states[0] = mlp_context(history, V), history[:, 1:].astype(float)
         for l, p in enumerate(layers):
-            W_key = RECURRENT[cell]
+            W_key = RECURRENT_WEIGHT[cell]
             if (l, t + 1, "W") in perturb:
                 p = dict(p, **{W_key: p[W_key] + perturb[(l, t + 1, "W")]})
             h, new_state, saved[l][t] = step(p, x, states[l])
@@ -218,8 +218,8 @@ def backward(params, record):
             dx, dstates[l] = step_back(layers[l], record["saved"][l][t], dx, dstates[l], layer_grads[l])
     for l in range(len(layers)):  # the gradients so far are w.r.t. the masked matrices
         if record["weight_masks"] is not None and record["weight_masks"][l] is not None:
-            grads[f"rnn.{l}.{RECURRENT[cell]}"] *= record["weight_masks"][l]
+            grads[f"rnn.{l}.{RECURRENT_WEIGHT[cell]}"] *= record["weight_masks"][l]
     if record["input_mask"] is not None:
         m = record["input_mask"]
-        grads[f"rnn.0.{INPUT[cell]}"] *= np.tile(m, len(grads[f"rnn.0.{INPUT[cell]}"]) // len(m))[:, None]
+        grads[f"rnn.0.{INPUT_WEIGHT[cell]}"] *= np.tile(m, len(grads[f"rnn.0.{INPUT_WEIGHT[cell]}"]) // len(m))[:, None]
     return grads, dstates

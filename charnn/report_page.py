@@ -17,6 +17,7 @@ import numpy as np
 
 from charnn.errors import CharnnError
 from charnn.files import write_text_atomically
+from charnn.plotting import pyplot
 from charnn.report import Run, TextReading, bits
 
 FLOAT_BUDGET = 100_000  # unit values embedded as floats up to this many; beyond, one byte each
@@ -25,15 +26,7 @@ COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 
 
 def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise CharnnError("charnn report needs matplotlib: pip install -e '.[plot]'") from None
-    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9})  # text stays text: smaller, no fonts embedded
-    return plt
+    return pyplot("charnn report")
 
 
 def _svg(fig) -> str:
@@ -392,19 +385,16 @@ def choose_text(run: Run, corpus, text: str | None, text_chars: int) -> str:
 
 def _shown_units(reading: TextReading, picked: list[dict], count: int) -> list[dict]:
     """The picked units first, then the units that vary most over the text."""
-    shown = [dict(p, why=f"{p['property']}, r = {p['correlation']:.2f}") for p in picked]
-    seen = {(p["layer"], p["unit"]) for p in shown}
-    order = np.argsort(-reading.units.std(axis=1).ravel(), kind="stable")
-    for flat in order:
+    shown, seen = [], set()
+    candidates = [dict(p, why=f"{p['property']}, r = {p['correlation']:.2f}") for p in picked]
+    for flat in np.argsort(-reading.units.std(axis=1).ravel(), kind="stable"):
         layer, unit = divmod(int(flat), reading.units.shape[2])
-        if (layer, unit) not in seen:
-            shown.append({"layer": layer, "unit": unit, "why": "varies most"})
-            seen.add((layer, unit))
-    unique = []
-    for p in shown:
-        if all((p["layer"], p["unit"]) != (q["layer"], q["unit"]) for q in unique):
-            unique.append(p)
-    return unique[:count]
+        candidates.append({"layer": layer, "unit": unit, "why": "varies most"})
+    for p in candidates:  # a unit picked for two properties, or also among the most varied, is shown once
+        if (p["layer"], p["unit"]) not in seen and len(shown) < count:
+            shown.append(p)
+            seen.add((p["layer"], p["unit"]))
+    return shown
 
 
 def _gradient_section(run: Run, ids: np.ndarray) -> str:

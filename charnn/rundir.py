@@ -88,10 +88,12 @@ class RunDir:
             checkpoint.save(path, ckpt)
 
     def remove_stale_temporaries(self) -> None:
-        """Temporary files of a process that was killed mid-write (only ever ours: we hold the lock)."""
-        for path in self.path.glob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                path.unlink()
+        """Temporary files of a training process killed mid-write (ours: we hold the lock; a report
+        being written into the directory meanwhile is not the trainer's and is left alone)."""
+        for name in OWN_FILES:
+            for path in self.path.glob(f".{name}.*.tmp"):
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def log(self, record: dict) -> None:
         """Append one line to metrics.jsonl."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from charnn import checkpoint
 from charnn.config import from_dict
-from charnn.data import checkpoint_split, load_corpus
+from charnn.data import checkpoint_split
 from charnn.dynamic import DynamicSettings, dynamic_loss, gradient_scales
 from charnn.errors import CharnnError
 from charnn.evaluate import LN2, evaluate_ids
@@ -18,13 +18,11 @@ from charnn.vocab import Vocab
 
 
 def _dynamic(ckpt: checkpoint.Checkpoint, ids, settings: DynamicSettings) -> dict:
-    settings.check()
     cfg = from_dict(ckpt.config, source="checkpoint")
-    try:
-        train_ids = load_corpus(cfg).train
+    try:  # the very text it was trained on (checked, as for --split), never the scored one
+        train_ids = checkpoint_split(cfg, ckpt.vocab_chars, ckpt.meta.get("corpus_sha256"), "train")
     except CharnnError as e:
-        raise CharnnError(f"--dynamic needs the model's training text for its gradient scales, and it is not "
-                          f"available: {e}") from None
+        raise CharnnError(f"--dynamic needs the model's training text for its gradient scales: {e}") from None
     ms = gradient_scales(ckpt.params, ckpt.cell, train_ids, settings.segment_len)
     nats = dynamic_loss(ckpt.params, ckpt.cell, ids, ms, settings)
     return {"dynamic_nats_per_char": nats, "dynamic_bits_per_char": nats / LN2}

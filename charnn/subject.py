@@ -37,9 +37,7 @@ def fresh(config: str | Path, overrides: list[str], init_std: float | None, need
     cfg = load_config(config, list(overrides) + extra)
     corpus = load_corpus(cfg)  # the vocabulary comes from the corpus
     m = cfg.model
-    params = model.init_params(corpus.vocab.size, m.hidden_size, m.num_layers, init=m.init, scale=m.init_scale,
-                               rng=np.random.default_rng(cfg.run.seed), dtype=np.float64, cell=m.cell,
-                               gate_init=m.gate_init, chrono_max=m.chrono_max, context=m.context or 1)
+    params = model.init_for(m, corpus.vocab.size, np.random.default_rng(cfg.run.seed), dtype=np.float64)
     return Subject(params, m.cell, corpus.vocab, cfg.data.encoding, None, corpus if need_corpus else None)
 
 

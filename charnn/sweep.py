@@ -212,7 +212,8 @@ class _TrialCallback(Callback):
     def on_step(self, metrics: dict) -> None:
         if self.stop.is_set():
             raise TrainingInterrupted(f"interrupted at step {metrics['step']}")
-        if self.pruned:  # raised a step after the decision, so best.npz holds that evaluation
+        if self.pruned:  # raised at the next logged step (run.log_every) after the decision, so best.npz
+            # holds that evaluation; a trial whose budget ends first is recorded COMPLETE
             raise _optuna().TrialPruned(self.pruned)
 
     def on_eval(self, metrics: dict) -> None:

@@ -148,9 +148,7 @@ def default_run_dir(config: Config) -> Path:
 def new_state(config: Config, vocab: Vocab) -> TrainState:
     m = config.model
     rng = np.random.default_rng(config.run.seed)
-    params = model.init_params(vocab.size, m.hidden_size, m.num_layers, init=m.init, scale=m.init_scale, rng=rng,
-                               dtype=np.dtype(m.dtype), cell=m.cell, gate_init=m.gate_init, chrono_max=m.chrono_max,
-                               context=m.context or 1)
+    params = model.init_for(m, vocab.size, rng)
     if config.run.init_from:
         params = _weights_from(config.run.init_from, vocab, params)
     hidden = model.zero_state(params, config.train.batch_size, m.cell)
@@ -168,10 +166,11 @@ def _weights_from(path: str, vocab: Vocab, fresh: dict) -> dict:
             f"run.init_from {path}: its vocabulary differs from this corpus's "
             f"(only here: {''.join(missing)!r}; only there: {''.join(extra)!r}); train on text with the same characters"
         )
-    for name, value in fresh.items():
-        if ckpt.params[name].shape != value.shape:
-            raise CharnnError(f"run.init_from {path}: {name} has shape {ckpt.params[name].shape}, "
-                              f"this model needs {value.shape}; match model.hidden_size and num_layers")
+    if set(ckpt.params) != set(fresh) or any(ckpt.params[k].shape != v.shape for k, v in fresh.items()):
+        theirs_model = ckpt.config["model"]
+        said = ", ".join(f"{k}={theirs_model.get(k)}" for k in ("cell", "hidden_size", "num_layers", "context"))
+        raise CharnnError(f"run.init_from {path}: its model ({said}) is not this one; match model.cell, "
+                          "hidden_size, num_layers and context")
     return {k: np.ascontiguousarray(ckpt.params[k], dtype=v.dtype) for k, v in fresh.items()}
 
 

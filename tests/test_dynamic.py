@@ -18,7 +18,7 @@ from charnn.vocab import Vocab
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dyn")
-    (folder / "c.txt").write_text("the cat sat on the mat. the dog sat on the log. " * 40)
+    (folder / "c.txt").write_text("the cat sat on the mat. the dog sat on the log. " * 40 + "zq")
     (folder / "c.yaml").write_text(f"data:\n  path: c.txt\nmodel:\n  cell: lstm\n  hidden_size: 16\n"
                                    f"train:\n  batch_size: 4\n  seq_len: 16\n  steps: 150\n  lr: 0.01\n"
                                    f"run:\n  dir: {folder / 'runs'}\n  eval_every: 0\n")
@@ -65,6 +65,20 @@ def test_cli_keeps_the_static_loss_and_adds_the_dynamic_one(trained, capsys):
     assert "dynamic evaluation, nats/char" in capsys.readouterr().out
 
 
+def test_a_character_the_gradient_scales_never_saw_takes_an_ordinary_step(trained):
+    """'z' is in the vocabulary but not in the training segments the scales come from: its row's
+    squared gradient is 0 there, and without a floor its first update would be 1e8 times too big."""
+    _, ckpt, _ = trained
+    vocab = Vocab(tuple(ckpt.vocab_chars))
+    ms = scales(ckpt)
+    z = vocab.chars.index("z")
+    assert ms["rnn.0.W_x"][z].min() > 0
+    ids = vocab.encode("the cat sat on the mat. z the dog sat on the log. " * 8)
+    static = evaluate_ids(ckpt.params, ids, cell=ckpt.cell).nats_per_char
+    dynamic = dynamic_loss(ckpt.params, ckpt.cell, ids, ms, DynamicSettings(20, lr=3e-4, decay=1e-3))
+    assert dynamic < static + 0.05
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--segment-len", "1000"], "fewer than one segment"),
     (["--segment-len", "0"], "--segment-len must be >= 1"),
@@ -72,8 +86,16 @@ def test_cli_keeps_the_static_loss_and_adds_the_dynamic_one(trained, capsys):
     (["--dynamic-decay", "1.5"], "--dynamic-decay must be in [0, 1)"),
 ])
 def test_bad_options_are_one_line_errors(trained, capsys, argv, message):
+    """(and options of dynamic evaluation without --dynamic: see the last case below)"""
     folder, _, path = trained
     (folder / "t.txt").write_text("the dog sat on the mat. " * 20)
     code = main(["eval", str(folder / "t.txt"), "-c", str(path), "--dynamic", *argv])
     err = capsys.readouterr().err
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_dynamic_options_without_dynamic_say_so(trained, capsys):
+    folder, _, path = trained
+    (folder / "t.txt").write_text("the dog sat on the mat. " * 20)
+    code = main(["eval", str(folder / "t.txt"), "-c", str(path), "--segment-len", "20"])
+    assert code == 1 and "add --dynamic" in capsys.readouterr().err
