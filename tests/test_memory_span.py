@@ -27,3 +27,20 @@ def test_a_tiny_curriculum_over_two_seeds(tmp_path):
         assert s["mean"] == pytest.approx(sum(fractions) / 2) and s["min"] == min(fractions) and s["max"] == max(fractions)
     memory_span.plot(again, tmp_path / "m.png")
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_recurrent_cells_build_on_the_previous_stage_the_mlp_starts_afresh(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_train(cfg, run_dir, force):
+        seen.append((cfg.model.cell, cfg.run.init_from, cfg.train.optimizer, cfg.train.weight_decay))
+        return type("Result", (), {"elapsed_s": 0.0, "step": 1})()
+
+    monkeypatch.setattr(memory_span, "train", fake_train)
+    monkeypatch.setattr(memory_span, "_score", lambda path, cfg, text: {"loss": 0.0, "best": 0.0, "nomem": 0.0, "fraction": 0.0, "horizon": None})
+    memory_span.run(["gru", "mlp"], ((2, 1), (3, 1)), [0], hidden=8, text_chars=2_000, context=4)
+    (gru2, gru3), (mlp2, mlp3) = seen[:2], seen[2:]
+    assert gru2[1] is None and gru3[1].endswith("gru-s0-K2/latest.npz")  # the curriculum
+    assert gru3[2:] == ("adam", 0.0)
+    assert mlp2[1] is None and mlp3[1] is None  # no recurrence to build on: each K from scratch
+    assert mlp3[2:] == ("adamw", 0.1)
