@@ -1,11 +1,11 @@
 #!/usr/bin/env python
-"""How far back can each cell remember? rnn, lstm and gru on the `delay` task for growing K.
+"""How far back can each cell remember? rnn, lstm, gru and the mlp (W=16) on the `delay` task for growing K.
 
-The experiment itself is charnn/memory_span.py (its docstring says what is measured). This
-script runs it, prints the table (mean over seeds, and their range), and writes the CSV and
+The experiment itself is charnn/memory_span.py (its docstring says what is measured), also run by
+`charnn experiment memory-span`. This script runs it, prints the table (mean over seeds, and their range), and writes the CSV and
 the picture, both from the same rows.
 
-    python benchmarks/memory_span.py                         # K = 2..80, 3 cells, 3 seeds: about 80 minutes
+    python benchmarks/memory_span.py                         # K = 2..80, 4 cells, 3 seeds: about 110 minutes
     python benchmarks/memory_span.py --quick --seeds 0        # K = 2, 5, 10 with short budgets, under 3 minutes
     python benchmarks/memory_span.py --cells lstm --stages 5:40,10:60,20:80,40:110 --set model.gate_init=chrono
     python benchmarks/memory_span.py --replot memory_span.csv  # redraw the picture (and table) from a CSV
@@ -40,7 +40,7 @@ def print_table(rows: list[dict]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="K = 2, 5, 10 with short budgets")
-    ap.add_argument("--cells", default="rnn,lstm,gru")
+    ap.add_argument("--cells", default="rnn,lstm,gru,mlp")
     ap.add_argument("--stages", help="K:seconds pairs in curriculum order, e.g. 5:40,10:60,20:80,40:110")
     ap.add_argument("--seeds", default="0,1,2", help="run seeds (initialisation), comma-separated")
     ap.add_argument("--set", action="append", default=[], help="config override for every stage, e.g. model.gate_init=chrono")
