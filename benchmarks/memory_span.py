@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """How far back can each cell remember? rnn, lstm, gru and the mlp (W=16) on the `delay` task for growing K.
 
-The experiment itself is charnn/memory_span.py (its docstring says what is measured), also run by
-`charnn experiment memory-span`. This script runs it, prints the table (mean over seeds, and their range), and writes the CSV and
-the picture, both from the same rows.
+The experiment itself is charnn/memory_span.py (its docstring says what is measured), also run
+by `charnn experiment memory-span`. This script runs it, prints the table (mean over seeds, and
+their range), and writes the CSV and the picture, both from the same rows.
 
     python benchmarks/memory_span.py                         # K = 2..80, 4 cells, 3 seeds: about 110 minutes
     python benchmarks/memory_span.py --quick --seeds 0        # K = 2, 5, 10 with short budgets, under 3 minutes

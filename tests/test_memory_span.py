@@ -37,7 +37,8 @@ def test_recurrent_cells_build_on_the_previous_stage_the_mlp_starts_afresh(tmp_p
         return type("Result", (), {"elapsed_s": 0.0, "step": 1})()
 
     monkeypatch.setattr(memory_span, "train", fake_train)
-    monkeypatch.setattr(memory_span, "_score", lambda path, cfg, text: {"loss": 0.0, "best": 0.0, "nomem": 0.0, "fraction": 0.0, "horizon": None})
+    score = {"loss": 0.0, "best": 0.0, "nomem": 0.0, "fraction": 0.0, "horizon": None}
+    monkeypatch.setattr(memory_span, "_score", lambda path, cfg, text: score)
     memory_span.run(["gru", "mlp"], ((2, 1), (3, 1)), [0], hidden=8, text_chars=2_000, context=4)
     (gru2, gru3), (mlp2, mlp3) = seen[:2], seen[2:]
     assert gru2[1] is None and gru3[1].endswith("gru-s0-K2/latest.npz")  # the curriculum
