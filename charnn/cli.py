@@ -501,13 +501,13 @@ def experiment_memory_span(
         rows = memory_span.run(names, plan, seed_list, set_, context=context,
                                log=lambda m: console.print(m, markup=False),
                                on_row=lambda rows: memory_span.write_csv(rows, csv))
-    if has_plot:
-        memory_span.plot(rows, out.with_suffix(".png"))
-    if as_json:
+    if as_json:  # the results first: nothing that goes wrong with the figure can cost them
         keys = ("cell", "K", "seed", "fraction", "horizon")
         typer.echo(json.dumps({"rows": [{k: r[k] for k in keys} for r in rows]}))
     else:
         stdout_console().print(memory_span_table(memory_span.summary(rows)))
+    if has_plot:
+        memory_span.plot(rows, out.with_suffix(".png"))
 
 
 @experiment_app.command("bias-variance")
@@ -538,12 +538,12 @@ def experiment_bias_variance(
         result = bias_variance.run(plan, configs, log=lambda m: console.print(m, markup=False),
                                    held_out_chars=20_000 if quick else None,
                                    on_row=lambda so_far: bias_variance.write_csv(so_far, csv))
-    if has_plot:
-        bias_variance.plot(result, out.with_suffix(".png"))
-    if as_json:
+    if as_json:  # the results first: nothing that goes wrong with the figure can cost them
         typer.echo(json.dumps(result))
     else:
         stdout_console().print(bias_variance_table(result))
+    if has_plot:
+        bias_variance.plot(result, out.with_suffix(".png"))
 
 
 def _experiment_output(prefix: Path) -> Path:

@@ -45,3 +45,13 @@ def test_recurrent_cells_build_on_the_previous_stage_the_mlp_starts_afresh(tmp_p
     assert gru3[2:] == ("adam", 0.0)
     assert mlp2[1] is None and mlp3[1] is None  # no recurrence to build on: each K from scratch
     assert mlp3[2:] == ("adamw", 0.1)
+
+
+def test_the_figure_survives_seeds_that_agree(tmp_path):
+    # three equal fractions average to a hair below their value in floating point
+    # ((0.99 + 0.99 + 0.99) / 3 < 0.99), which made a negative error bar that matplotlib refuses
+    rows = [{"cell": "lstm", "K": k, "seed": s, "fraction": f, "horizon": 9}
+            for k, f in ((5, 0.99), (40, 0.9)) for s in (0, 1, 2)]
+    assert memory_span.summary(rows)[0]["mean"] < 0.99  # the case itself
+    memory_span.plot(rows, tmp_path / "m.png")
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
