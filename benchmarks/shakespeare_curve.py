@@ -88,7 +88,8 @@ def main() -> None:
     ax.plot([p["elapsed_s"] / 60 for p in curve.points], [p["val_loss"] for p in curve.points], marker="o")
     ax.set_xlabel("training time (minutes, 2 cores)")
     ax.set_ylabel("validation loss (nats/char)")
-    ax.set_title(f"Tiny Shakespeare, {cfg.model.cell} H={cfg.model.hidden_size}")
+    layers = f" x {cfg.model.num_layers} layers" if cfg.model.num_layers > 1 else ""
+    ax.set_title(f"Tiny Shakespeare, {cfg.model.cell} H={cfg.model.hidden_size}{layers}")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(f"{args.out}.png")
