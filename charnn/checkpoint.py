@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charnn import __version__, cells, model, npzsafe
+from charnn import __version__, cells, hints, model, npzsafe
 from charnn.config import from_dict
 from charnn.errors import CharnnError
 from charnn.files import replaced_atomically
@@ -52,12 +52,14 @@ class Progress:
 
 
 def training_meta(vocab_chars, config: dict, rng_state: dict, progress: Progress, chars_per_step: int,
-                  corpus_sha256: str | None = None) -> dict:
+                  corpus_sha256: str | None = None, char_counts=None) -> dict:
     """The JSON metadata of a training checkpoint (the README's checkpoint table lists the keys)."""
     return dict(
         dataclasses.asdict(progress),
         charnn_version=__version__,
         vocab=list(vocab_chars),
+        # how often each symbol occurs in the corpus: a sample without a seed starts as the text does
+        char_counts=None if char_counts is None else [int(n) for n in char_counts],
         config=config,
         corpus_sha256=corpus_sha256,  # the training text's bytes, so its splits can be found again
         data_position=progress.step,  # chunks consumed: the batcher serves chunk `step` next
@@ -78,10 +80,21 @@ class Checkpoint:
     meta: dict
     optim_state: dict[str, np.ndarray] = field(default_factory=dict)
     hidden: list[np.ndarray] = field(default_factory=list)
+    path: Path | None = None  # the file it was loaded from
 
     @property
     def vocab_chars(self) -> list[str]:
         return self.meta["vocab"]
+
+    @property
+    def char_counts(self) -> list[int] | None:
+        """Occurrences of each symbol in the training corpus (None in checkpoints written before they were kept)."""
+        return self.meta.get("char_counts")
+
+    @property
+    def name(self) -> str:
+        """How messages name it: its path, or "the model" for one built in memory."""
+        return str(self.path) if self.path is not None else "the model"
 
     @property
     def cell(self) -> str:
@@ -141,7 +154,7 @@ def load(path: str | Path) -> Checkpoint:
         model.check_finite(params)
     except CharnnError as e:
         raise CharnnError(f"checkpoint {path}: {e}") from None
-    return Checkpoint(params=params, meta=meta, optim_state=optim, hidden=hidden)
+    return Checkpoint(params=params, meta=meta, optim_state=optim, hidden=hidden, path=path)
 
 
 def inspect(path: str | Path) -> tuple[dict, dict[str, npzsafe.Header]]:
@@ -275,6 +288,10 @@ def _expected_arrays(path: Path, meta: dict, max_layers: int) -> dict[str, tuple
         raise CharnnError(f"checkpoint {path} has incomplete metadata (vocab); use another checkpoint")
     if "config" not in meta or not isinstance(meta.get("step", 0), int) or meta.get("step", 0) < 0:
         raise CharnnError(f"checkpoint {path} has incomplete metadata (config or step); use another checkpoint")
+    counts = meta.get("char_counts")
+    if counts is not None and not (isinstance(counts, list) and len(counts) == len(vocab) and
+                                   all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts)):
+        raise CharnnError(f"checkpoint {path} has damaged metadata (char_counts); use another checkpoint")
     cfg = from_dict(meta["config"], source=f"checkpoint {path}")
     m, t = cfg.model, cfg.train
     if m.num_layers > max_layers:
@@ -300,7 +317,7 @@ def most_recent(runs_dir: str | Path = "runs", name: str = "best.npz") -> Path:
     found = sorted(Path(runs_dir).glob(f"*/{name}"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise CharnnError(
-            f"no checkpoint found under {runs_dir}/; train first (charnn train configs/hello.yaml) "
+            f"no checkpoint found under {runs_dir}/; train first ({hints.train_first()}) "
             "or give --checkpoint PATH"
         )
     return found[-1]

@@ -106,8 +106,23 @@ def _note_mapped(count: int, name: str) -> None:
                                "U+FFFD, as training mapped rare ones (data.min_char_count)", markup=False)
 
 
-def _load_checkpoint(path: Optional[Path]):
-    return checkpoint.load(path if path is not None else checkpoint.most_recent())
+class _Picked:
+    """The checkpoint a command uses: the one given, or the most recent run's best.npz. When it was
+    picked here, `say()` names it in one stderr line; commands call it once their input is checked,
+    so an error stays one line (and names the checkpoint itself when it is about it)."""
+
+    def __init__(self, path: Optional[Path], other: str = "--checkpoint PATH"):
+        self.given = path is not None
+        self.path = path if path is not None else checkpoint.most_recent()
+        self.other = other
+
+    def say(self) -> None:
+        if self.given:
+            return
+        from charnn.display import print_used
+
+        print_used(self.path, checkpoint.inspect(self.path)[0].get("val_loss"), other=self.other)
+        self.given = True  # once
 
 
 CHECKPOINT_HELP = "Checkpoint file (default: best.npz of the most recently written run under ./runs)."
@@ -116,8 +131,16 @@ CHECKPOINT_HELP = "Checkpoint file (default: best.npz of the most recently writt
 @app.command()
 @_friendly
 def train(
-    config: Path = typer.Argument(..., metavar="CONFIG", help="YAML experiment config (see configs/); with --resume, "
-                                  "the config that started the run or the run's directory."),
+    config: Optional[Path] = typer.Argument(None, metavar="[CONFIG]", help="YAML experiment config (see configs/); "
+                                            "with --resume, the config that started the run or the run's directory. "
+                                            "Without it, --data FILE trains built-in settings on FILE."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", metavar="FILE",
+                                        help="Train on this text file: with no CONFIG, with built-in settings "
+                                        "(a 3-layer Elman network, 5 minutes) in runs/<FILE's name>/; with a "
+                                        "CONFIG, in place of its data.path."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", "-m", metavar="M",
+                                            help="Train for M minutes (sets train.max_minutes); with --resume, "
+                                            "M minutes more."),
     set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
     resume: bool = typer.Option(False, "--resume", metavar=FLAG,
                                 help="Continue a run from its latest.npz, exactly: charnn train --resume RUN_DIR."),
@@ -128,18 +151,21 @@ def train(
     as_json: bool = typer.Option(False, "--json", metavar=FLAG,
                                  help="Print the result as one JSON object on stdout (also when stopped early)."),
 ) -> None:
-    """Train a model from a YAML config.
+    """Train a model on your text (--data FILE) or from a YAML config.
 
-    Writes config.yaml, metrics.jsonl, latest.npz and best.npz into the run directory. Ctrl-C saves latest.npz and prints the command that continues the run.
+    Writes config.yaml, metrics.jsonl, latest.npz and best.npz into the run directory. Ctrl-C saves latest.npz and prints the command that continues the run. Resuming a run that has used up its steps or minutes changes nothing and says how to extend it.
 
-    Example: charnn train configs/hello.yaml --set train.steps=500
+    Example: charnn train --data story.txt --minutes 3 (or: charnn train configs/hello.yaml --set train.steps=500)
     """
     from charnn.display import TrainProgress, stderr_console, summary_table
     from charnn.rundir import training_target
     from charnn.train import TrainingStopped
     from charnn.train import train as run_training
 
-    cfg, run_dir = training_target(config, set_, resume=resume, run_dir=run_dir)
+    if config is None and data is None:
+        raise UsageError("give a CONFIG.yaml to train from, or --data FILE to train on your own text "
+                         "(e.g. charnn train --data story.txt)")
+    cfg, run_dir = training_target(config, set_, resume=resume, run_dir=run_dir, data=data, minutes=minutes)
     console = stderr_console()
     progress = TrainProgress(console, quiet=quiet)
     try:
@@ -151,16 +177,22 @@ def train(
         raise
     finally:
         progress.close()
+    if result.note:
+        console.print(f"note: {result.note}", markup=False)
     console.print(summary_table(result))
     if as_json:
         typer.echo(json.dumps(result.as_json()))
-    console.print(f"sample from it with: charnn sample --checkpoint {result.run_dir / 'best.npz'}", markup=False)
+    if not result.note:
+        console.print(f"sample from it with: charnn sample --checkpoint {result.run_dir / 'best.npz'}", markup=False)
 
 
 @app.command()
 @_friendly
 def sample(
-    seed: str = typer.Option("", "--seed", "-s", metavar="TEXT", help="Priming text the sample continues (printed first)."),
+    seed: str = typer.Option("", "--seed", "-s", metavar="TEXT",
+                             help="Priming text the sample continues (printed first). Without it the sample starts "
+                             "the way the training text does: as after a line break (or, in a text without line "
+                             "breaks, with a first character drawn by the text's own frequencies)."),
     checkpoint_path: Optional[Path] = typer.Option(None, "--checkpoint", "-c", metavar="PATH", help=CHECKPOINT_HELP),
     length: Optional[int] = typer.Option(None, "--length", "-n", metavar="N",
                                          help="Characters to generate (default: the checkpoint's sample.length)."),
@@ -188,7 +220,8 @@ def sample(
     from charnn.sample import generate
     from charnn.vocab import Vocab, from_symbols, to_symbols
 
-    ckpt = _load_checkpoint(checkpoint_path)
+    picked = _Picked(checkpoint_path)
+    ckpt = checkpoint.load(picked.path)
     defaults = ckpt.config.get("sample", {})
     length = defaults.get("length", 200) if length is None else length
     temperature = defaults.get("temperature", 1.0) if temperature is None else temperature
@@ -198,13 +231,15 @@ def sample(
     prime = _map_rare(vocab, to_symbols(seed, encoding), "--seed")
     rng = np.random.default_rng(rng_seed)
     draw = functools.partial(generate, ckpt.params, ckpt.cell, vocab, prime, length, temperature=temperature, top_k=top_k,
-                             greedy=greedy, rng=rng)
+                             greedy=greedy, rng=rng, char_counts=ckpt.char_counts, source=ckpt.name)
+    draw().close()  # the seed and settings are checked before anything is said or written
+    picked.say()
     if as_json:
         start = time.perf_counter()
         texts = [from_symbols("".join(draw()), encoding).decode("utf-8", errors="replace") for _ in range(num_samples)]
         typer.echo(json.dumps({
             "text": texts[0], "samples": texts, "seed": seed, "temperature": temperature, "top_k": top_k,
-            "greedy": greedy, "length": length,
+            "greedy": greedy, "length": length, "checkpoint": str(ckpt.path),
             "chars_per_s": round(length * num_samples / max(time.perf_counter() - start, 1e-9), 1),
         }, ensure_ascii=False))
         return
@@ -250,11 +285,13 @@ def eval_(
     settings = DynamicSettings(segment_len, dynamic_lr, dynamic_decay)
     if not dynamic and settings != DynamicSettings():
         raise CharnnError("--segment-len, --dynamic-lr and --dynamic-decay apply to dynamic evaluation: add --dynamic")
-    ckpt = _load_checkpoint(checkpoint_path)
+    picked = _Picked(checkpoint_path)
+    ckpt = checkpoint.load(picked.path)
     settings = settings if dynamic else None
     result, name = score(ckpt, text_file=text_file, split=split, streams=streams, dynamic=settings, note=_note_mapped)
+    picked.say()
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json.dumps(dict(result, checkpoint=str(ckpt.path))))
     else:
         stdout_console().print(eval_table(name, result))
 
@@ -306,16 +343,26 @@ def inspect_gradients(
     if text_file is not None:
         text = read_text_file(text_file)
     need_corpus = text is None
+    picked = None
+    if config is None:
+        try:
+            picked = _Picked(checkpoint_path)
+        except CharnnError as e:
+            raise CharnnError(f"{e}; or analyse a fresh model with --config CONFIG.yaml") from None
+        checkpoint_path = picked.path
     what = subject.fresh(config, set_, init_std, need_corpus) if config else subject.trained(checkpoint_path, need_corpus)
     if text is not None:
         text = _map_rare(what.vocab, to_symbols(text, what.encoding), "the text")
+    source, source_name = what.windows_source(steps) if text is None else (None, "the given text")
     report = inspect_model(what.params, what.cell, what.vocab, steps=steps, text=text, windows=windows,
-                           corpus_ids=None if text is not None else what.windows_source(steps), rng_seed=rng_seed,
+                           corpus_ids=source, corpus_name=source_name, rng_seed=rng_seed,
                            clip_fraction=what.clip_fraction, check=check)
+    if picked is not None:
+        picked.say()
     if report.note:
         stderr_console().print(f"note: {report.note}", markup=False)
     if as_json:
-        typer.echo(json.dumps(report.as_dict()))
+        typer.echo(json.dumps(dict(report.as_dict(), checkpoint=None if config else str(checkpoint_path))))
     else:
         console = stdout_console()
         for item in gradient_tables(report):
@@ -334,7 +381,9 @@ def inspect_gradients(
 @app.command()
 @_friendly
 def info(
-    checkpoint_path: Path = typer.Argument(..., metavar="CHECKPOINT", help="Checkpoint (.npz) to describe."),
+    checkpoint_path: Optional[Path] = typer.Argument(None, metavar="[CHECKPOINT]", help="Checkpoint (.npz) to "
+                                                     "describe (default: best.npz of the most recently written run "
+                                                     "under ./runs)."),
     as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print one JSON object instead of tables."),
 ) -> None:
     """Show what a checkpoint holds, from its headers and metadata, without loading its weights.
@@ -345,9 +394,11 @@ def info(
     """
     from charnn.display import checkpoint_tables, stdout_console
 
-    summary = checkpoint.describe(checkpoint_path)
+    picked = _Picked(checkpoint_path, other="charnn info CHECKPOINT")
+    summary = checkpoint.describe(picked.path)
+    picked.say()
     if as_json:
-        typer.echo(json.dumps(summary, ensure_ascii=False))
+        typer.echo(json.dumps(dict(summary, checkpoint=summary["path"]), ensure_ascii=False))
     else:
         console = stdout_console()
         for table in checkpoint_tables(summary):
@@ -378,13 +429,24 @@ def report(
     """
     from charnn.report_page import build_report
 
+    given_dirs = bool(run_dirs)
     if not run_dirs:
         try:
-            run_dirs = [checkpoint.most_recent(name="config.yaml").parent]
+            picked = checkpoint.most_recent(name="config.yaml").parent
         except CharnnError:
-            raise CharnnError("no run found under runs/; train first (charnn train configs/hello.yaml) "
+            from charnn import hints
+
+            raise CharnnError(f"no run found under runs/; train first ({hints.train_first()}) "
                               "or give RUN_DIR") from None
+        run_dirs = [picked]
     result = build_report(run_dirs, output, text, text_chars, units)
+    if len(run_dirs) == 1 and not given_dirs:
+        from charnn.display import print_used
+
+        best = run_dirs[0] / "best.npz"
+        val_loss = checkpoint.inspect(best)[0].get("val_loss") if best.is_file() else None
+        print_used(best if best.is_file() else run_dirs[0], val_loss, what="the most recent run",
+                   other="charnn report RUN_DIR")
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
     else:
@@ -574,7 +636,9 @@ def _plot_extra_check() -> bool:
     except ImportError:
         from charnn.display import stderr_console
 
-        stderr_console().print("note: no figure without matplotlib (pip install -e '.[plot]'); the CSV is written",
+        from charnn import hints
+
+        stderr_console().print(f"note: no figure without matplotlib ({hints.install('plot')}); the CSV is written",
                                markup=False)
         return False
     return True
@@ -619,6 +683,19 @@ def expand_set_arguments(argv: list[str]) -> list[str]:
         takes_value = arg == "--set"
         out.append(arg)
     return out
+
+
+def set_without_equals(argv: list[str]) -> str | None:
+    """The error for `--set train.lr 0.01` (a space where = belongs), which the parser would only call
+    an unexpected extra argument; None when every --set pair has its =."""
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--":
+            return None
+        key = argv[i + 1]
+        if arg == "--set" and "=" not in key and re.fullmatch(r"[A-Za-z_]\w*\.[A-Za-z_]\w*", key):
+            value = argv[i + 2] if i + 2 < len(argv) and not argv[i + 2].startswith("-") else "VALUE"
+            return f"--set takes KEY=VALUE with no space around '=': --set {key}={value}"
+    return None
 
 
 @app.command()
@@ -677,7 +754,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     from charnn.display import print_error, use_plain_help_when_no_color
 
     use_plain_help_when_no_color()
-    argv = expand_set_arguments(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    spaced = set_without_equals(argv)
+    if spaced:
+        print_error(spaced)
+        return 2
+    argv = expand_set_arguments(argv)
     try:
         code = app(args=argv, prog_name="charnn", standalone_mode=False)
     except UsageError as e:

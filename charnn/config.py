@@ -133,6 +133,81 @@ def suggest(word: str, choices) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+# names other tools use for charnn's keys (textgenrnn, char-rnn, nanoGPT, Keras): a user's first guess
+SYNONYMS = {
+    "learning_rate": "train.lr", "learningrate": "train.lr", "lr_rate": "train.lr", "rate": "train.lr",
+    "epochs": "train.steps", "num_epochs": "train.steps", "iterations": "train.steps", "iters": "train.steps",
+    "max_iters": "train.steps", "max_steps": "train.steps", "num_steps": "train.steps",
+    "batch": "train.batch_size", "batchsize": "train.batch_size",
+    "seq_length": "train.seq_len", "sequence_length": "train.seq_len", "block_size": "train.seq_len",
+    "bptt": "train.seq_len", "unroll": "train.seq_len",
+    "clip": "train.grad_clip", "grad_norm": "train.grad_clip", "max_grad_norm": "train.grad_clip",
+    "wd": "train.weight_decay", "warmup": "train.warmup_steps", "schedule": "train.lr_schedule",
+    "scheduler": "train.lr_schedule", "optim": "train.optimizer", "minutes": "train.max_minutes",
+    "time_limit": "train.max_minutes",
+    "layers": "model.num_layers", "n_layers": "model.num_layers", "num_layer": "model.num_layers",
+    "n_layer": "model.num_layers", "depth": "model.num_layers",
+    "hidden": "model.hidden_size", "hidden_dim": "model.hidden_size", "hidden_units": "model.hidden_size",
+    "rnn_size": "model.hidden_size", "n_embd": "model.hidden_size", "units": "model.hidden_size",
+    "size": "model.hidden_size", "cell_type": "model.cell", "rnn_type": "model.cell", "type": "model.cell",
+    "model": "model.cell", "window": "model.context",
+    "file": "data.path", "input": "data.path", "input_file": "data.path", "text_file": "data.path",
+    "data_dir": "data.path", "val_split": "data.val_fraction", "validation_split": "data.val_fraction",
+    "random_seed": "run.seed", "out_dir": "run.dir", "output_dir": "run.dir", "save_every": "run.checkpoint_every",
+    "eval_interval": "run.eval_every", "log_interval": "run.log_every",
+    "temp": "sample.temperature", "num_chars": "sample.length", "max_length": "sample.length",
+}
+SECTION_SYNONYMS = {"training": "train", "trainer": "train", "optimizer": "train", "dataset": "data",
+                    "corpus": "data", "optimiser": "train", "network": "model", "sampling": "sample", "generate": "sample",
+                    "generation": "sample", "logging": "run", "experiment": "run"}
+
+
+def section_keys() -> dict[str, tuple[str, ...]]:
+    """Section -> its keys, in declaration order."""
+    return {name: tuple(f.name for f in dataclasses.fields(cls)) for name, cls in _SECTION_TYPES.items()}
+
+
+def key_hint(section: str | None, key: str, dotted: bool = False) -> str:
+    """What to say about an unknown key: the key it most likely means, dotted when it lives in
+    another section ("; it belongs in run: run.eval_every"), or nothing.
+
+    Order: the key in another section by its exact name, a known synonym, then the closest
+    spelling among the section's keys (or among all dotted keys when there is no section).
+    `dotted`: name suggestions in the same section dotted too (where keys are written dotted).
+    """
+    keys = section_keys()
+    word = str(key).strip().lower().replace("-", "_")
+    owners = [s for s, names in keys.items() if word in names and s != section]
+    said = (lambda name: f"{section}.{name}") if dotted else (lambda name: name)
+    if section is not None and word in keys.get(section, ()):
+        return f" (did you mean {said(word)!r}?)"  # only its spelling differed (case, dashes)
+    if owners:
+        return f"; {word} is a key of the {owners[0]} section: {owners[0]}.{word}"
+    synonym = SYNONYMS.get(word)
+    if synonym is not None:
+        owner, name = synonym.split(".")
+        return f" (did you mean {said(name)!r}?)" if owner == section else f" (did you mean {synonym!r}?)"
+    if section in keys:
+        close = difflib.get_close_matches(word, keys[section], n=1)
+        return f" (did you mean {said(close[0])!r}?)" if close else ""
+    return suggest(word, [f"{s}.{k}" for s, names in keys.items() for k in names])
+
+
+def section_hint(name: str) -> str:
+    """What to say about an unknown section: the section it means, or that it is a key of one."""
+    word = str(name).strip().lower()
+    if word in SECTION_SYNONYMS:
+        return f" (did you mean {SECTION_SYNONYMS[word]!r}?)"
+    close = suggest(word, _SECTION_TYPES)
+    if close:
+        return close
+    owners = [s for s, names in section_keys().items() if word in names]
+    if owners:
+        return f"; {word} is a key of the {owners[0]} section: write it under {owners[0]}:"
+    dotted = SYNONYMS.get(word)
+    return f"; did you mean the key {dotted}?" if dotted else ""
+
+
 def _type_name(tp) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[tp]
 
@@ -185,7 +260,7 @@ def _build_section(name: str, values: Any, source: str, origins: dict):
     for key, value in values.items():
         where = origins.get(f"{name}.{key}") or f"{source}: {name}.{key}"
         if key not in fields:
-            raise CharnnError(f"{where}: unknown key{suggest(str(key), fields)}")
+            raise CharnnError(f"{where}: unknown key{key_hint(name, str(key))}")
         kwargs[key] = _coerce(value, fields[key].type, where)
     return cls(**kwargs)
 
@@ -272,7 +347,7 @@ def from_dict(raw: Any, source: str = "<dict>", origins: dict | None = None) -> 
     sections = {}
     for name, values in raw.items():
         if name not in _SECTION_TYPES:
-            raise CharnnError(f"{source}: {name}: unknown section{suggest(str(name), _SECTION_TYPES)}")
+            raise CharnnError(f"{source}: {name}: unknown section{section_hint(str(name))}")
         sections[name] = _build_section(name, values, source, origins or {})
     cfg = Config(**sections, source=source, origins=origins or {})
     validate(cfg)
@@ -284,6 +359,12 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, text = item.partition("=")
     parts = key.strip().split(".")
     if not sep or len(parts) != 2 or not all(parts):
+        if not sep and len(parts) == 2 and all(parts):
+            raise CharnnError(f"--set {item!r}: expected section.key=value, with no space around '=': "
+                              f"--set {key.strip()}=VALUE")
+        if sep and len(parts) == 1 and parts[0]:
+            hint = key_hint(None, parts[0])
+            raise CharnnError(f"--set {item!r}: expected section.key=value{hint or ', e.g. --set train.lr=3e-3'}")
         raise CharnnError(f"--set {item!r}: expected section.key=value, e.g. --set train.lr=3e-3")
     try:
         value = yaml.safe_load(text) if text.strip() else None
@@ -316,42 +397,58 @@ def _absolute_data_path(raw: dict, base: Path) -> None:
         data["path"] = os.path.normpath(base.absolute() / os.path.expanduser(data["path"]))
 
 
-def load_config(path: str | Path, overrides: list[str] = (), origin: str = "--set {item}") -> Config:
-    """Read a YAML config, apply `section.key=value` overrides, validate, and fill run.name.
+def load_config(path: str | Path, overrides: list[str] = (), origin: str = "--set {item}",
+                values: dict | None = None) -> Config:
+    """Read a YAML config, apply `values` and the `section.key=value` overrides, validate, and fill run.name.
 
+    Precedence: dataclass defaults < the file < values < overrides. `values` maps dotted keys to
+    (value, how an error names it), for settings a command takes as its own flags (--data FILE).
     Errors in an override name it as `origin` says ({item}: the override, {key}: its dotted key).
     """
     path = Path(path)
     raw = read_yaml(path)
     raw = {} if raw is None else raw
+    origins: dict = {}
     if isinstance(raw, dict):
         raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
         # data.path in the file is relative to the file; on the command line, to the cwd
         _absolute_data_path(raw, path.parent)
-        origins = {}
+        for dotted, (value, said) in (values or {}).items():
+            _override(raw, path, dotted.split("."), value, origins, said)
         for item in overrides:
             (section, key), value = parse_override(item)
             if section not in _SECTION_TYPES:
-                raise CharnnError(f"--set {item!r}: unknown section {section!r}{suggest(section, _SECTION_TYPES)}")
-            target = raw.setdefault(section, {})
-            if target is None:
-                target = raw[section] = {}
-            if not isinstance(target, dict):
-                raise CharnnError(f"{path}: {section}: expected a mapping of keys, got {target!r}")
-            target[key] = value
-            origins[f"{section}.{key}"] = origin.format(item=item, key=f"{section}.{key}")
-            if section == "data" and key in ("path", "text", "url"):
-                # naming a new source on the command line replaces the file's source
-                for other in {"path", "text", "url"} - {key}:
-                    target.pop(other, None)
-            if (section, key) == ("data", "path"):
-                _absolute_data_path(raw, Path.cwd())
+                raise CharnnError(f"--set {item!r}: unknown section {section!r}{section_hint(section)}")
+            _override(raw, path, [section, key], value, origins, origin.format(item=item, key=f"{section}.{key}"))
         run = raw.setdefault("run", {})
         if run is None:
             run = raw["run"] = {}
         if isinstance(run, dict) and not run.get("name"):
             run["name"] = path.stem
     return from_dict(raw, source=str(path), origins=origins if isinstance(raw, dict) else None)
+
+
+def _override(raw: dict, path: Path, parts: list[str], value, origins: dict, said: str) -> None:
+    """Set raw[section][key] = value (from the command line), remembering how errors name it."""
+    section, key = parts
+    target = raw.setdefault(section, {})
+    if target is None:
+        target = raw[section] = {}
+    if not isinstance(target, dict):
+        raise CharnnError(f"{path}: {section}: expected a mapping of keys, got {target!r}")
+    target[key] = value
+    origins[f"{section}.{key}"] = said
+    if section == "data" and key in ("path", "text", "url"):
+        # naming a new source on the command line replaces the file's source
+        for other in {"path", "text", "url"} - {key}:
+            target.pop(other, None)
+    if (section, key) == ("data", "path"):
+        _absolute_data_path(raw, Path.cwd())
+
+
+def preset_path(name: str) -> Path:
+    """A config shipped inside the package (charnn/presets/NAME.yaml)."""
+    return Path(__file__).resolve().parent / "presets" / f"{name}.yaml"
 
 
 def to_dict(cfg: Config) -> dict:

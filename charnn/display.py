@@ -49,6 +49,24 @@ def print_error(message: str) -> None:
     stderr_console().print(f"[bold red]error:[/] {escape(message)}", markup=True)
 
 
+def when_written(path: Path) -> str:
+    """'2026-12-03 14:20, 3 minutes ago': a file's modification time, absolute and relative."""
+    mtime = path.stat().st_mtime
+    ago = max(0.0, time.time() - mtime)
+    relative = (f"{ago:.0f} s ago" if ago < 90 else f"{ago / 60:.0f} minutes ago" if ago < 5400
+                else f"{ago / 3600:.0f} hours ago" if ago < 172800 else f"{ago / 86400:.0f} days ago")
+    return f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(mtime))}, {relative}"
+
+
+def print_used(path: Path, val_loss, what: str = "the most recent run's best checkpoint",
+               other: str = "--checkpoint PATH") -> None:
+    """The one stderr line a command prints when it picked a checkpoint (or run) by itself."""
+    loss = "no validation loss" if isinstance(val_loss, bool) or not isinstance(val_loss, (int, float)) else \
+        f"validation loss {val_loss:.4f} nats/char"
+    stderr_console().print(f"using {path}, {what} (written {when_written(path)}; {loss}); "
+                           f"choose another with {other}", markup=False)
+
+
 def print_hint(message: str) -> None:
     """A line that follows an error, e.g. the command that resumes an interrupted run."""
     stderr_console().print(message, markup=False)
@@ -234,7 +252,7 @@ def gradient_tables(report, max_rows: int = 16) -> list:
         colour = {"vanishing": "yellow", "short memory": "yellow", "exploding": "red", "healthy": "green"}[layer.verdict]
         radius = "" if layer.spectral_radius is None else f"spectral radius {layer.spectral_radius:.3f}, "
         out.append(
-            f"[bold {colour}]{layer.verdict}[/]: memory horizon {horizon}, "
+            f"[bold {colour}]{layer.verdict}[/] ({escape(report.said())}): memory horizon {horizon}, "
             f"{'growth' if layer.factor > 1 else 'decay'} factor {layer.factor:.3f} per step, "
             f"{radius}largest singular value {layer.max_singular_value:.3f}. {layer.advice}\n"
         )
@@ -264,7 +282,9 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise CharnnError("--plot needs matplotlib: pip install -e '.[plot]' (or pip install matplotlib)") from None
+        from charnn import hints
+
+        raise CharnnError(f"--plot needs matplotlib: {hints.install('plot')}") from None
     return plt
 
 

@@ -29,6 +29,15 @@ VANISHING_HORIZON = 10  # steps; a memory shorter than this is "vanishing"
 # gradient from 30 steps back is a million times smaller than the one from the last step
 SHORT_HORIZON = 30
 DEFAULT_STEPS = 50
+DEFAULT_WINDOWS = 8
+
+
+def window_source(train: np.ndarray, val: np.ndarray, steps: int | None) -> tuple[np.ndarray, str]:
+    """(ids, name) that random windows are drawn from: the validation text, or the training text
+    when the validation text is too short for a window."""
+    if len(val) >= max(steps or 0, 2) + 1:
+        return val, "the validation text"
+    return train, "the training text"
 
 
 @dataclass
@@ -58,6 +67,11 @@ class GradientReport:
     windows: int = 0
     check: dict[str, float] | None = field(default=None)
     note: str | None = None  # how the analysis was adapted to the input (e.g. a shorter T)
+    measured_on: str = ""  # what text the windows came from, said beside every verdict
+
+    def said(self) -> str:
+        """'measured on 8 windows of T = 50 steps of the validation text (rng seed 0)'."""
+        return f"measured on {self.measured_on}" if self.measured_on else ""
 
     def as_dict(self) -> dict:
         """Every number, with stable keys; non-finite values become None (valid JSON)."""
@@ -77,6 +91,7 @@ class GradientReport:
             "layers": [clean(vars(layer)) for layer in self.layers],
             "params": clean(self.params),
             "clip_fraction": clean(self.clip_fraction),
+            "measured_on": self.measured_on,
         }
         if self.check is not None:
             out["check"] = clean(self.check)
@@ -350,14 +365,17 @@ def inspect_model(
     steps: int | None,
     text: str | None = None,
     corpus_ids: np.ndarray | None = None,
-    windows: int = 8,
+    windows: int = DEFAULT_WINDOWS,
     rng_seed: int = 0,
     clip_fraction: float | None = None,
     check: bool = False,
+    corpus_name: str = "the text",
 ) -> GradientReport:
-    """Analyse `text` (its first steps+1 characters) or `windows` random windows of corpus_ids.
+    """Analyse `text` (its first steps+1 characters) or `windows` random windows of corpus_ids
+    (`corpus_name` says which text they are, in the report's `measured_on`).
 
     steps None: DEFAULT_STEPS, or fewer when the text is shorter (the report's `note` says so).
+    The defaults are what inspect-gradients and the report both measure, so they agree.
     """
     note = None
     if steps is None:
@@ -380,10 +398,12 @@ def inspect_model(
                 f"the text has {len(text)} characters, fewer than --steps + 1 = {steps + 1}; lower --steps"
             )
         chosen = vocab.encode(text[: steps + 1])[None, :]
+        measured_on = f"the first {steps + 1} characters of the given text (T = {steps})"
     else:
         chosen = sample_windows(corpus_ids, steps, windows, np.random.default_rng(rng_seed))
+        measured_on = f"{windows} random windows of T = {steps} steps of {corpus_name} (rng seed {rng_seed})"
     report = analyse(params, chosen, cell, clip_fraction)
-    report.note = note
+    report.note, report.measured_on = note, measured_on
     if check:
         report.check = gradient_check(params, chosen[0], cell)
     return report

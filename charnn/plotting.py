@@ -13,6 +13,8 @@ def pyplot(what: str = "this figure"):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise CharnnError(f"{what} needs matplotlib: pip install -e '.[plot]'") from None
+        from charnn import hints
+
+        raise CharnnError(f"{what} needs matplotlib: {hints.install('plot')}") from None
     plt.rcParams.update({"svg.fonttype": "none", "font.size": 9})
     return plt

@@ -78,24 +78,28 @@ def _blocks(stream: io.BufferedIOBase, utf8: bool) -> Iterator[tuple[int, bytes]
         yield offset, carry  # an incomplete sequence at the very end: decoding reports it
 
 
-def _symbols(block: bytes, offset: int, name: str, utf8: bool) -> np.ndarray:
-    """Code points of one block of UTF-8 (or its bytes in bytes mode); errors give the byte offset."""
+TRAINING_FIX = ("give a UTF-8 text file or set data.encoding: bytes",
+                "fix the file, or set data.encoding: bytes to train on raw bytes")
+# a trained model reads text as it was trained: its vocabulary is fixed, so no setting can help
+SCORING_FIX = ("this model reads UTF-8 text; give a UTF-8 text file",
+               "this model reads UTF-8 text; convert the file, e.g. iconv -f latin1 -t utf-8 FILE > FILE.utf8")
+
+
+def _symbols(block: bytes, offset: int, name: str, utf8: bool, fix: tuple[str, str] = TRAINING_FIX) -> np.ndarray:
+    """Code points of one block of UTF-8 (or its bytes in bytes mode); errors give the byte offset
+    and `fix` (what to do about binary input, about other encodings)."""
     if not utf8:
         return np.frombuffer(block, np.uint8)
     nul = block.find(b"\x00")  # in UTF-8 a zero byte is only ever the NUL character
     if nul >= 0:
-        raise CharnnError(
-            f"{name} looks binary (NUL byte at byte offset {offset + nul}); "
-            "give a UTF-8 text file or set data.encoding: bytes"
-        )
+        raise CharnnError(f"{name} looks binary (NUL byte at byte offset {offset + nul}); {fix[0]}")
     if block.isascii():
         return np.frombuffer(block, np.uint8)
     try:
         text = block.decode("utf-8")
     except UnicodeDecodeError as e:
         raise CharnnError(
-            f"{name} is not valid UTF-8 (bad byte 0x{block[e.start]:02x} at byte offset {offset + e.start}); "
-            "fix the file, or set data.encoding: bytes to train on raw bytes"
+            f"{name} is not valid UTF-8 (bad byte 0x{block[e.start]:02x} at byte offset {offset + e.start}); {fix[1]}"
         ) from None
     return np.frombuffer(text.encode("utf-32-le"), "<u4")
 
@@ -387,7 +391,8 @@ class EncodedText:
     replaced: int  # characters outside the vocabulary mapped to REPLACEMENT
 
 
-def encode_file(path: str | Path, vocab: Vocab, encoding: str, folder: str | Path) -> EncodedText:
+def encode_file(path: str | Path, vocab: Vocab, encoding: str, folder: str | Path,
+                model: str = "the model") -> EncodedText:
     """Encode a text file with an existing vocabulary, block by block, into folder/ids.
 
     Memory stays a few blocks whatever the file's size. Characters outside the vocabulary
@@ -408,7 +413,7 @@ def encode_file(path: str | Path, vocab: Vocab, encoding: str, folder: str | Pat
     try:
         with open(path, "rb") as f, open(out_path, "wb") as out:
             for offset, block in _blocks(f, utf8):
-                codes = _symbols(block, offset, str(path), utf8)
+                codes = _symbols(block, offset, str(path), utf8, SCORING_FIX)
                 ids = table[codes] if codes.dtype == np.uint8 else table[np.minimum(codes, np.uint32(len(table) - 1))]
                 bad = ids == vocab.size
                 if bad.any():
@@ -424,7 +429,8 @@ def encode_file(path: str | Path, vocab: Vocab, encoding: str, folder: str | Pat
         raise CharnnError(f"cannot encode {path} for evaluation: {e.strerror or e} ({e.filename})") from None
     if unknown:
         shown = ", ".join(repr(chr(c)) for c in sorted(unknown)[:10]) + (" ..." if len(unknown) > 10 else "")
-        raise CharnnError(f"{path} has {len(unknown)} characters outside the model's vocabulary: {shown}")
+        raise CharnnError(f"{path} has {len(unknown)} characters outside the model's vocabulary: {shown} "
+                          f"(the model is {model}, {vocab.describe()})")
     if count == 0:
         raise CharnnError(f"{path} is empty; give a text with at least 2 characters")
     return EncodedText(np.memmap(out_path, dtype=dtype, mode="r", shape=(count,)), replaced)

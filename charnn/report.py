@@ -23,6 +23,7 @@ from charnn.errors import CharnnError
 from charnn.vocab import Vocab
 
 SATURATED = 0.1  # a gate below this is "left-saturated" (nearly shut), above 1 - SATURATED "right-saturated"
+MIN_CORRELATION = 0.3  # a unit "follows" a property only if |r| reaches this; weaker ones are noise to the eye
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Run:
     samples: list[dict]  # samples.jsonl: the training previews
     best: checkpoint.Checkpoint | None
     skipped_lines: int = 0  # metrics or samples lines that could not be read (cut short by a crash)
+    final_step: int | None = None  # the step latest.npz holds: where training stopped (logs skip steps)
 
     @property
     def name(self) -> str:
@@ -43,12 +45,16 @@ class Run:
 
     def summary(self) -> dict:
         """Steps, characters, time and losses, from the logs (and the checkpoint when there is one)."""
-        last = self.steps[-1] if self.steps else {}
+        records = self.steps + self.evals
+        logged = max(records, key=lambda r: r["step"]) if records else {}
         vals = [e["val_loss"] for e in self.evals if isinstance(e.get("val_loss"), (int, float))]
         best = min(vals) if vals else None
-        elapsed = max((r.get("elapsed_s", 0) for r in self.steps + self.evals), default=0)
-        chars = last.get("chars", 0)
-        return {"run_dir": str(self.path), "steps": last.get("step", 0), "chars": chars, "elapsed_s": elapsed,
+        elapsed = max((r.get("elapsed_s", 0) for r in records), default=0)
+        steps = self.final_step if self.final_step is not None else logged.get("step", 0)
+        # characters per step from the logs (every record has both), to count what the unlogged last steps read
+        per_step = logged.get("chars", 0) / logged["step"] if logged.get("step") else 0
+        chars = round(steps * per_step)
+        return {"run_dir": str(self.path), "steps": steps, "chars": chars, "elapsed_s": elapsed,
                 "chars_per_s": chars / elapsed if elapsed else None, "best_val_loss": best,
                 "last_val_loss": vals[-1] if vals else None}
 
@@ -88,8 +94,9 @@ def load_run(path: str | Path) -> Run:
     metrics, bad_metrics = _read_jsonl(path / "metrics.jsonl")
     samples, bad_samples = _read_jsonl(path / "samples.jsonl")
     best = checkpoint.load(path / "best.npz") if (path / "best.npz").exists() else None
+    final_step = checkpoint.inspect(path / "latest.npz")[0].get("step") if (path / "latest.npz").exists() else None
     return Run(path, config, [m for m in metrics if "train_loss" in m], [m for m in metrics if "val_loss" in m],
-               samples, best, bad_metrics + bad_samples)
+               samples, best, bad_metrics + bad_samples, final_step)
 
 
 # ---- the model over a text ----------------------------------------------------------------------
@@ -178,9 +185,10 @@ def _correlations(values: np.ndarray, prop: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, (v * p[:, None]).sum(axis=0) / denom, 0.0)
 
 
-def pick_units(reading: TextReading) -> list[dict]:
-    """For each property the text shows (not constant), the unit that follows it best: {layer, unit,
-    property, correlation}, the correlation signed (a unit may light up outside quotes instead)."""
+def pick_units(reading: TextReading, min_correlation: float = MIN_CORRELATION) -> list[dict]:
+    """For each property the text shows (not constant), the unit that follows it best, if its |r|
+    reaches min_correlation: {layer, unit, property, correlation}, the correlation signed (a
+    unit may light up outside quotes instead)."""
     L, n, H = reading.units.shape
     flat = reading.units.transpose(1, 0, 2).reshape(n, L * H)
     picked = []
@@ -189,6 +197,8 @@ def pick_units(reading: TextReading) -> list[dict]:
             continue  # e.g. a text without quotes: nothing to follow
         corr = _correlations(flat, prop)
         best = int(np.argmax(np.abs(corr)))
+        if abs(corr[best]) < min_correlation:
+            continue
         picked.append({"layer": best // H, "unit": best % H, "property": name, "correlation": float(corr[best])})
     return picked
 

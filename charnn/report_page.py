@@ -18,10 +18,9 @@ import numpy as np
 from charnn.errors import CharnnError
 from charnn.files import write_text_atomically
 from charnn.plotting import pyplot
-from charnn.report import Run, TextReading, bits
+from charnn.report import MIN_CORRELATION, Run, TextReading, bits
 
 FLOAT_BUDGET = 100_000  # unit values embedded as floats up to this many; beyond, one byte each
-REPORT_STEPS, REPORT_WINDOWS = 40, 2  # the gradient analysis: lags and windows (a few seconds at H=512)
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -228,9 +227,9 @@ SCRIPT = r"""
     };
   }
   const visible = (ch) => ch === "\n" ? "\u21b5" : ch === " " ? "\u2423" : ch === "\t" ? "\u21e5" : ch;
-  const diverging = (v) => {  // -1 blue, 0 white, +1 red
-    const c = Math.round(255 * (1 - Math.min(1, Math.abs(v))));
-    return v >= 0 ? `rgb(255,${c},${c})` : `rgb(${c},${c},255)`;
+  const diverging = (v) => {  // -1 blue, 0 white, +1 red, never darker than the text needs to stay readable
+    const a = Math.min(1, Math.abs(v));
+    return `hsl(${v >= 0 ? 0 : 215}, 80%, ${(100 - 38 * a).toFixed(1)}%)`;
   };
   function build(id, count) {
     const box = document.getElementById(id), frag = document.createDocumentFragment();
@@ -324,8 +323,11 @@ def units_section(data: dict) -> str:
         "for the LSTM its tanh(c)). Hover over (or tap) a character for the five likeliest next characters.</p>"
         f"<p>unit picker: <select id=layer>{layers}</select> unit <input id=unit type=number min=0 "
         f"max={data['units_per_layer'] - 1} value=0> <span id=unit-label></span></p>"
-        "<p class=picked>the units that follow simple properties of the text best: <span id=picked></span></p>"
-        "<div class=text id=unit-text></div>"
+        + ("<p class=picked>the units that follow simple properties of the text best (|r| >= "
+           f"{MIN_CORRELATION}): <span id=picked></span></p>" if data["picked"] else
+           f"<p class=note>No unit follows any of the simple properties (quotes, brackets, position in the line, "
+           f"...) with |r| >= {MIN_CORRELATION}; pick units by number above.</p><span id=picked></span>")
+        + "<div class=text id=unit-text></div>"
         "<h3>surprisal: -ln p of each character given the text before it (white 0, red the largest)</h3>"
         "<div class=text id=surprisal-text></div>"
         f"<h3>units shown side by side (--units)</h3>{shown}"
@@ -397,28 +399,31 @@ def _shown_units(reading: TextReading, picked: list[dict], count: int) -> list[d
     return shown
 
 
-def _gradient_section(run: Run, ids: np.ndarray) -> str:
-    from charnn import gradients
-
-    from charnn import cells
+def _gradient_section(run: Run, corpus, ids: np.ndarray) -> str:
+    """inspect-gradients' default analysis of best.npz (the same windows of the validation text, so
+    the two give one verdict); the report text's own windows only when the corpus is gone."""
+    from charnn import cells, gradients
 
     if run.best.cell not in cells.RECURRENT:
         return (f"<p class=note>The {_esc(run.best.cell)} cell has no recurrent state: it sees exactly its "
                 f"model.context characters, and no gradient flows back further.</p>")
-    steps = min(REPORT_STEPS, len(ids) - 1)
-    if steps < 2:
+    if corpus is not None:
+        source, name = gradients.window_source(corpus.train, corpus.val, None)
+    else:
+        source, name = ids, "the report text (the corpus is not available)"
+    if len(source) < 3:
         return "<p class=note>The text is too short for the gradient analysis.</p>"
-    windows = gradients.sample_windows(ids, steps, REPORT_WINDOWS, np.random.default_rng(0))
-    report = gradients.analyse(run.best.params, windows, run.best.cell)
+    report = gradients.inspect_model(run.best.params, run.best.cell, None, steps=None, corpus_ids=source,
+                                     corpus_name=name)
     lines = "".join(
-        f"<p><b>layer {layer.layer}: {_esc(layer.verdict)}</b>: memory horizon "
+        f"<p><b>layer {layer.layer}: {_esc(layer.verdict)}</b> ({_esc(report.said())}): memory horizon "
         f"{'beyond T' if layer.horizon is None else layer.horizon}, "
         f"{'growth' if layer.factor > 1 else 'decay'} x{layer.factor:.3f} per step, "
         f"{'' if layer.spectral_radius is None else f'spectral radius {layer.spectral_radius:.3f}, '}"
         f"largest singular value {layer.max_singular_value:.3f}. {_esc(layer.advice)}</p>"
         for layer in report.layers)
-    return (f"<p>inspect-gradients on best.npz: {len(windows)} windows of T = {steps} steps of the report text.</p>"
-            + gradient_figure(report) + lines)
+    return (f"<p>charnn inspect-gradients on best.npz, {_esc(report.said())}: the command's defaults, so the "
+            "two agree.</p>" + gradient_figure(report) + lines)
 
 
 def _samples_section(run: Run, fresh: str) -> str:
@@ -448,10 +453,10 @@ def single_run_page(run: Run, text: str | None, text_chars: int, units: int) -> 
     sample_cfg = run.config.get("sample", {})
     fresh = "".join(generate(run.best.params, run.best.cell, vocab, "", min(sample_cfg.get("length", 200), 500),
                              temperature=sample_cfg.get("temperature", 1.0), top_k=sample_cfg.get("top_k", 0),
-                             rng=np.random.default_rng(0)))
+                             rng=np.random.default_rng(0), char_counts=run.best.char_counts))
     picked, gates = pick_units(reading), gate_saturation(reading)
     sections += [_section("samples over training", _samples_section(run, fresh)),
-                 _section("gradient flow", _gradient_section(run, vocab.encode(reading.text))),
+                 _section("gradient flow", _gradient_section(run, corpus, vocab.encode(reading.text))),
                  _section("what the units learned",
                           units_section(text_data(reading, vocab.chars, picked, _shown_units(reading, picked, units))))]
     if gates:
@@ -470,6 +475,10 @@ def comparison_page(runs: list[Run]) -> str:
                 "<p class=note>The unit, gate and gradient views are drawn for a single run: "
                 "charnn report RUN_DIR.</p>"]
     return page("charnn report: " + ", ".join(run.name for run in runs), sections, has_script=False)
+
+
+def _best_path(run: Run) -> str | None:
+    return str(run.path / "best.npz") if run.best is not None else None
 
 
 def build_report(run_dirs: list, output=None, text_file=None, text_chars: int = 2000, units: int = 6) -> dict:
@@ -494,7 +503,8 @@ def build_report(run_dirs: list, output=None, text_file=None, text_chars: int = 
         write_text_atomically(output, html_text)  # the whole page or nothing
     except OSError as e:
         raise CharnnError(f"cannot write the report to {output}: {e.strerror or e}; choose another file with -o") from None
-    result = {"report": str(output),
-              "runs": [{k: run.summary()[k] for k in ("run_dir", "steps", "best_val_loss")} for run in runs]}
+    result = {"report": str(output), "checkpoint": _best_path(runs[0]) if len(runs) == 1 else None,
+              "runs": [dict({k: run.summary()[k] for k in ("run_dir", "steps", "best_val_loss")},
+                            checkpoint=_best_path(run)) for run in runs]}
     result.update(numbers)
     return result

@@ -121,14 +121,52 @@ class RunDir:
                 write_text_atomically(path, "".join(line + "\n" for line in kept))
 
 
-def training_target(path: str | Path, overrides: list[str], *, resume: bool,
-                    run_dir: str | Path | None) -> tuple[Config, Path | None]:
-    """(config, run directory) for `charnn train PATH`: PATH is a config file, or with --resume a run directory."""
+def training_target(path: str | Path | None, overrides: list[str], *, resume: bool, run_dir: str | Path | None,
+                    data: str | Path | None = None, minutes: float | None = None) -> tuple[Config, Path | None]:
+    """(config, run directory) for `charnn train [PATH] [--data FILE] [--minutes M]`.
+
+    PATH is a config file, or with --resume a run directory; without PATH, --data FILE trains
+    the built-in text preset on FILE. --data replaces data.path; --minutes sets train.max_minutes,
+    and with --resume gives the run that many minutes more than it has trained.
+    """
+    from charnn import presets
     from charnn.config import load_config
 
-    path = Path(path)
+    if minutes is not None and not minutes > 0:
+        raise CharnnError(f"--minutes must be > 0 (got {minutes:g})")
+    if path is None and data is None:
+        raise CharnnError("give a config (charnn train CONFIG.yaml) or a text to train on (charnn train --data FILE)")
+    values = {"data.path": (str(Path(data).absolute()), f"--data {data}")} if data is not None else {}
+
+    def configured(extra: dict) -> Config:
+        if config_file is None:
+            return presets.for_text(data, overrides, extra)
+        return load_config(config_file, overrides, values={**values, **extra})
+
+    config_file, folder = (None, None) if path is None else _config_and_folder(Path(path), resume, run_dir)
+    if folder is None and run_dir is not None:
+        folder = Path(run_dir)
+    cfg = configured({})
+    if config_file is None and resume:  # --data FILE --resume: the run continues with the config it saved
+        saved = (folder or Path(cfg.run.dir) / cfg.run.name) / "config.yaml"
+        if saved.is_file():
+            config_file, folder = saved, saved.parent
+            cfg = configured({})
+    if minutes is not None:
+        total = minutes + (_trained_minutes(folder or Path(cfg.run.dir) / cfg.run.name) if resume else 0.0)
+        cfg = configured({"train.max_minutes": (total, f"--minutes {minutes:g}")})
+    return cfg, folder
+
+
+def _config_and_folder(path: Path, resume: bool, run_dir) -> tuple[Path, Path | None]:
+    """The config file to read and the run directory to use, for `charnn train PATH`."""
+    from charnn import presets
+
     if not path.is_dir():
-        return load_config(path, overrides), Path(run_dir) if run_dir is not None else None
+        if path.is_file() and not presets.looks_like_config(path):
+            raise CharnnError(f"{path} is not a YAML config; to train on this text: "
+                              f"charnn train --data {shlex.quote(str(path))}")
+        return path, None
     if not resume:
         raise CharnnError(f"{path} is a directory; to continue the run in it: charnn train --resume {shlex.quote(str(path))}")
     if run_dir is not None and Path(run_dir).resolve() != path.resolve():
@@ -136,4 +174,14 @@ def training_target(path: str | Path, overrides: list[str], *, resume: bool,
     if not (path / "config.yaml").is_file():
         raise CharnnError(f"{path} is not a run directory (it has no config.yaml); give a config file, "
                           "or the directory of a run to resume")
-    return load_config(path / "config.yaml", overrides), path
+    return path / "config.yaml", path
+
+
+def _trained_minutes(folder: Path) -> float:
+    """Minutes of training the run in `folder` has done (0 when it has no checkpoint yet)."""
+    latest = folder / "latest.npz"
+    if not latest.is_file():
+        return 0.0
+    meta, _ = checkpoint.inspect(latest)
+    elapsed = meta.get("elapsed_s", 0.0)
+    return float(elapsed) / 60 if isinstance(elapsed, (int, float)) else 0.0

@@ -51,6 +51,9 @@ def check_options(length: int, temperature: float, top_k: int, greedy: bool = Fa
         raise CharnnError(f"top-k must be >= 0, 0 meaning all characters (got {top_k})")
 
 
+LINE_BREAK = "\n"
+
+
 def generate(
     params: model.Params,
     cell: str,
@@ -62,23 +65,41 @@ def generate(
     top_k: int = 0,
     greedy: bool = False,
     rng: np.random.Generator,
+    char_counts=None,
+    source: str = "the model",
 ) -> Iterator[str]:
     """Yield `length` new characters continuing `prime` (the prime itself is not yielded).
 
-    The prime is fed through the model from a zero state; with an empty prime the first
-    character is drawn uniformly from the vocabulary (and yielded as the first of `length`).
+    The prime is fed through the model from a zero state. With an empty prime the sample
+    starts the way the training text does: after a line break when the vocabulary has one
+    (the model reads an unseen "\\n" first), else with a first character drawn by
+    `char_counts`, the training text's character frequencies (greedy: the most frequent;
+    uniformly when the checkpoint has no counts), yielded as the first of `length`.
+    `source` names the model in errors (its checkpoint, say).
     """
     check_options(length, temperature, top_k, greedy)
     unknown = vocab.unknown_chars(prime)
     if unknown:
         raise CharnnError(
-            f"seed text has characters outside the model's vocabulary: {', '.join(map(repr, unknown))}; "
-            "use only characters from the training text"
+            f"seed text has characters outside the model's vocabulary: {', '.join(map(repr, unknown))} "
+            f"(the model is {source}, {vocab.describe()}); use only characters from its training text"
         )
-    return _generate(params, cell, vocab, prime, length, temperature, top_k, greedy, rng)
+    return _generate(params, cell, vocab, prime, length, temperature, top_k, greedy, rng, char_counts)
 
 
-def _generate(params, cell, vocab, prime, length, temperature, top_k, greedy, rng) -> Iterator[str]:
+def first_character(vocab: Vocab, char_counts, greedy: bool, rng: np.random.Generator) -> int:
+    """The id a seedless sample starts with when the text has no line breaks: drawn by the training
+    text's frequencies (the likeliest when greedy), or uniformly without them."""
+    counts = None if char_counts is None else np.asarray(char_counts, np.float64)
+    if counts is None or len(counts) != vocab.size or not counts.sum() > 0:
+        return int(rng.integers(vocab.size))
+    if greedy:
+        return int(np.argmax(counts))
+    cdf = np.cumsum(counts)
+    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), vocab.size - 1))
+
+
+def _generate(params, cell, vocab, prime, length, temperature, top_k, greedy, rng, char_counts) -> Iterator[str]:
     c = cells.get(cell)
     layers = []
     for i in range(model.num_layers_of(params)):
@@ -87,8 +108,10 @@ def _generate(params, cell, vocab, prime, length, temperature, top_k, greedy, rn
     state = [s[0] for s in model.zero_state(params, 1, cell)]
     if prime:
         ids = vocab.encode(prime)
+    elif length > 0 and LINE_BREAK in vocab.chars:
+        ids = vocab.encode(LINE_BREAK)  # read, not shown: the sample begins a line
     elif length > 0:
-        ids = [int(rng.integers(vocab.size))]
+        ids = [first_character(vocab, char_counts, greedy, rng)]
         yield vocab.chars[ids[0]]
         length -= 1
     else:

@@ -41,7 +41,7 @@ def score(ckpt: checkpoint.Checkpoint, *, text_file: str | Path | None = None, s
             cfg = from_dict(ckpt.config, source="checkpoint")
             ids, name = checkpoint_split(cfg, vocab.chars, ckpt.meta.get("corpus_sha256"), split), f"the {split} split"
         else:
-            encoded = encode_file(text_file, vocab, ckpt.config["data"].get("encoding", "utf-8"), folder)
+            encoded = encode_file(text_file, vocab, ckpt.config["data"].get("encoding", "utf-8"), folder, ckpt.name)
             note(encoded.replaced, str(text_file))
             ids, name = encoded.ids, str(text_file)
         if dynamic is not None:

@@ -23,10 +23,11 @@ class Subject:
     clip_fraction: float | None  # of the training steps (a checkpoint only)
     corpus: Corpus | None  # the model's own corpus, loaded only when no text is given
 
-    def windows_source(self, steps: int | None) -> np.ndarray:
-        """The ids random windows are drawn from: the validation text, or the training text if it is too short."""
-        val = self.corpus.val
-        return val if len(val) >= max(steps or 0, 2) + 1 else self.corpus.train
+    def windows_source(self, steps: int | None) -> tuple[np.ndarray, str]:
+        """(ids, name): the validation text, or the training text if it is too short."""
+        from charnn.gradients import window_source
+
+        return window_source(self.corpus.train, self.corpus.val, steps)
 
 
 def fresh(config: str | Path, overrides: list[str], init_std: float | None, need_corpus: bool = True) -> Subject:

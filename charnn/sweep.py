@@ -27,6 +27,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+from charnn import hints
 from charnn.config import Config, dump_yaml, from_dict, load_config, to_dict
 from charnn.sweepfile import Sweep
 from charnn.errors import CharnnError
@@ -52,7 +53,7 @@ def _optuna():
     try:
         import optuna
     except ImportError:
-        raise CharnnError("charnn sweep needs Optuna: pip install -e '.[sweep]'") from None
+        raise CharnnError(f"charnn sweep needs Optuna: {hints.install('sweep')}") from None
     # the sweep reports trials itself; Optuna's own lines (with tracebacks) would drown them
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -114,7 +115,7 @@ def _storage(sweep: Sweep, create: bool):
     except ImportError as e:
         missing = e.name or getattr(e.__cause__, "name", None) or "module"
         raise CharnnError(f"--storage {shown}: its database driver ({missing}) is not installed; "
-                          "for PostgreSQL: pip install -e '.[postgres]'") from None
+                          f"for PostgreSQL: {hints.install('postgres')}") from None
     except Exception as e:  # SQLAlchemy's errors for a bad URL, a refused connection, a missing folder
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CharnnError(f"--storage {shown}: cannot open it: {first}; check the URL and that the server is running") from None

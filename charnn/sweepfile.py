@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from charnn.config import Config, load_config, read_yaml, suggest
+from charnn.config import Config, key_hint, load_config, read_yaml, suggest
 from charnn.errors import CharnnError
 
 SWEEP_KEYS = ("name", "base", "space", "trials", "trial", "objective", "pruner", "sampler")
@@ -87,6 +87,13 @@ def config_keys() -> dict[str, str]:
     return keys
 
 
+def _dotted_hint(key: str) -> str:
+    """The did-you-mean of a dotted key: by its section's keys (and synonyms), else by all of them."""
+    section, _, name = key.partition(".")
+    return key_hint(section if section in {k.split(".")[0] for k in config_keys()} else None, name or section,
+                    dotted=True)
+
+
 def _number(value, kind: str, where: str):
     if isinstance(value, str):  # YAML 1.1 reads 1e-4 as a string
         try:
@@ -148,7 +155,7 @@ def _space(raw, where: str) -> dict:
     for key, spec in raw.items():
         at = f"{where}: space.{key}"
         if key not in keys:
-            raise CharnnError(f"{at}: not a config key{suggest(str(key), keys)}")
+            raise CharnnError(f"{at}: not a config key{_dotted_hint(str(key))}")
         if key in ("run.name", "run.dir"):
             raise CharnnError(f"{at}: set by the sweep (each trial runs in <run.dir>/<sweep>/trial-<n>)")
         space[key] = _param(key, spec, keys[key], at)
@@ -169,12 +176,11 @@ def _trial_keys(raw, space: dict, where: str) -> dict:
     if not isinstance(raw, dict):
         raise CharnnError(f"{where}: trial: expected a mapping of train.* keys, e.g. {{max_minutes: 1}}, got {raw!r}")
     keys = config_keys()
-    train_keys = [k.split(".", 1)[1] for k in keys if k.startswith("train.")]
     fixed = {}
     for key, value in raw.items():
         dotted = key if "." in str(key) else f"train.{key}"
         if dotted not in keys:
-            hint = suggest(str(key), keys) if "." in str(key) else suggest(str(key), train_keys)
+            hint = _dotted_hint(str(key)) if "." in str(key) else key_hint("train", str(key))
             raise CharnnError(f"{where}: trial.{key}: not a {'config' if '.' in str(key) else 'train.*'} key{hint}")
         if dotted in ("run.name", "run.dir"):
             raise CharnnError(f"{where}: trial.{key}: set by the sweep (each trial runs in <run.dir>/<sweep>/trial-<n>)")

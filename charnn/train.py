@@ -74,6 +74,7 @@ class TrainResult:
     elapsed_s: float
     clip_fraction: float
     stop_reason: str  # steps | time | interrupted | diverged
+    note: str | None = None  # what to tell the user besides the numbers (a resumed run that had already finished)
 
     def as_json(self) -> dict:
         """The keys `charnn train --json` prints."""
@@ -82,7 +83,7 @@ class TrainResult:
             "best_val_loss": self.best_val_loss, "last_val_loss": self.val_loss,
             "best_val_bpc": None if self.best_val_loss is None else self.best_val_loss / LN2,
             "elapsed_s": round(self.elapsed_s, 3), "chars_per_s": round(self.chars / max(self.elapsed_s, 1e-9), 1),
-            "stopped": self.stop_reason,
+            "stopped": self.stop_reason, "checkpoint": str(self.run_dir / "best.npz") if (self.run_dir / "best.npz").exists() else None,
         }
 
 
@@ -214,10 +215,22 @@ def train(config: Config, run_dir: str | Path | None = None, *, resume: bool = F
     with run.locked():
         run.start(resume=resume, force=force)
         state = resume_state(config, corpus.vocab, run) if resume else fresh
+        loop = _Loop(config, corpus, batcher, state, run, cb)
+        if resume and finished(t, state.progress):  # nothing to do, and nothing in the run is touched
+            return loop.finished_result()
         run.write_config(config)
         if resume:
             run.trim_metrics(state.progress.step)
-        return _Loop(config, corpus, batcher, state, run, cb).run(resumed=resume)
+        return loop.run(resumed=resume)
+
+
+def finished(t: TrainConfig, progress: Progress) -> str | None:
+    """Which budget a run has used up ("steps" or "time"), or None while it has some left."""
+    if progress.step >= t.steps:
+        return "steps"
+    if t.max_minutes and progress.elapsed_s >= t.max_minutes * 60:
+        return "time"
+    return None
 
 
 class _Loop:
@@ -354,20 +367,35 @@ class _Loop:
         s, step = self.config.sample, self.p.step
         rng = np.random.default_rng([self.config.run.seed, step])  # its own RNG: training's is untouched
         text = "".join(generate(self.state.params, self.config.model.cell, self.corpus.vocab, "", min(s.length, 200),
-                                temperature=s.temperature, top_k=s.top_k, rng=rng))
+                                temperature=s.temperature, top_k=s.top_k, rng=rng,
+                                char_counts=self.corpus.prepared.counts))
         self.run_dir.log_sample({"step": step, "temperature": s.temperature, "top_k": s.top_k, "text": text})
         self.cb.on_sample(step, text)
 
     def save(self, path: Path) -> None:
         state, p = self.state, self.p
         meta = checkpoint.training_meta(self.corpus.vocab.chars, to_dict(self.config), state.rng.bit_generator.state,
-                                        p, self.chars_per_step, self.corpus.prepared.source_sha256)
+                                        p, self.chars_per_step, self.corpus.prepared.source_sha256,
+                                        self.corpus.prepared.counts)
         try:
             self.run_dir.save(path, checkpoint.Checkpoint(state.params, meta, state.optim_state, state.hidden))
         except checkpoint.NonFiniteError as e:
             self.diverged(f"the update of step {p.step} made the model non-finite ({e})")
         if path == self.run_dir.latest:
             self.saved_step = p.step
+
+    def finished_result(self) -> TrainResult:
+        """A resumed run whose budget was already spent: how far it got, and how to give it more."""
+        t, p, resume = self.config.train, self.p, self.run_dir.resume_command()
+        if finished(t, p) == "steps":
+            used = f"it has trained all {t.steps:,} steps of train.steps"
+            more = f"{resume} --set train.steps={2 * t.steps}"
+        else:
+            used = f"it has used its train.max_minutes={t.max_minutes:g} ({p.elapsed_s / 60:.1f} minutes of training)"
+            more = f"{resume} --minutes M (M more minutes), or --set train.max_minutes={2 * t.max_minutes:g}"
+        result = self.result(finished(t, p))
+        result.note = f"{self.run_dir.path} is already finished: {used}; to train it further: {more}"
+        return result
 
     def result(self, stop_reason: str) -> TrainResult:
         p = self.p

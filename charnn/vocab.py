@@ -72,6 +72,12 @@ class Vocab:
         mapped = text.translate(table)
         return mapped, sum(text.count(c) for c in unknown)
 
+    def describe(self, shown: int = 40) -> str:
+        """'vocabulary of 4: "ehlo"' (long ones cut short), for messages."""
+        text = "".join(self.chars)
+        cut = repr(text[:shown]) + (f" and {len(text) - shown} more" if len(text) > shown else "")
+        return f"vocabulary of {self.size}: {cut}"
+
     def unknown_chars(self, text: str) -> list[str]:
         """The distinct characters of `text` that the vocabulary lacks, sorted."""
         known = set(self.chars)

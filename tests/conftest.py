@@ -34,3 +34,22 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+def one_line_error(err: str) -> bool:
+    """stderr holds exactly one line, an `error: ...` (and no traceback)."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    return len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the command line in this process: cli("sample", "--seed", "h") -> (exit code, stdout, stderr)."""
+    from charnn.cli import main
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

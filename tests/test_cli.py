@@ -47,7 +47,9 @@ def test_train_then_sample_hello(tmp_path, monkeypatch, capsys):
     code, out, err = run(capsys, "train", ROOT / "configs" / "hello.yaml")
     assert code == 0, err
     code, out, err = run(capsys, "sample", "--seed", "h", "--greedy")
-    assert code == 0 and out.startswith("hello") and err == ""
+    assert code == 0 and out.startswith("hello")
+    # the checkpoint it picked by itself is named in one stderr line, never on stdout
+    assert err.startswith("using runs/hello/best.npz") and len(err.splitlines()) == 1
     assert len(out) == len("h") + 20 + 1  # seed, the config's sample.length, newline
 
 
@@ -71,8 +73,9 @@ def test_eval_json_and_table(hello_run, tmp_path, capsys):
     (tmp_path / "t.txt").write_text("hello")
     code, out, _ = run(capsys, "eval", tmp_path / "t.txt", "--json")
     result = json.loads(out)
-    assert code == 0 and set(result) == {"nats_per_char", "bits_per_char", "perplexity", "chars"}
+    assert code == 0 and set(result) == {"nats_per_char", "bits_per_char", "perplexity", "chars", "checkpoint"}
     assert result["chars"] == 4 and result["nats_per_char"] < 0.05
+    assert result["checkpoint"] == str(Path("runs") / "hello" / "best.npz")
     code, out, _ = run(capsys, "eval", tmp_path / "t.txt")
     assert code == 0 and "bits/char" in out
 
@@ -222,6 +225,11 @@ def test_plot_without_matplotlib_names_the_extra(hello_run, tmp_path, capsys, mo
     monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
                         if name.startswith("matplotlib") else real_import(name, *a, **k))
     code, _, err = run(capsys, "inspect-gradients", "--text", "hellohello", "--steps", "6", "--plot", tmp_path / "g.png")
+    assert code == 1 and "pip install matplotlib" in err  # outside a checkout there is no '.[plot]' to name
+    assert_one_line_error(err)
+    monkeypatch.chdir(ROOT)  # in the source checkout, the extra
+    code, _, err = run(capsys, "inspect-gradients", "-c", hello_run / "best.npz", "--text", "hellohello", "--steps", "6",
+                       "--plot", tmp_path / "g.png")
     assert code == 1 and "pip install -e '.[plot]'" in err
     assert_one_line_error(err)
 

@@ -118,8 +118,12 @@ def test_cli_json_and_a_self_contained_page(tmp_path, capsys, monkeypatch):
     code, out, err = run(capsys, "report", "--json", "--text-chars", "200", "--units", "3")
     result = json.loads(out)
     assert code == 0, err
-    assert set(result) == {"report", "runs", "units", "gates"} and result["report"] == str(Path("runs") / "r" / "report.html")
-    assert result["runs"] == [{"run_dir": "runs/r", "steps": 20, "best_val_loss": pytest.approx(result["runs"][0]["best_val_loss"])}]
+    assert set(result) == {"report", "runs", "units", "gates", "checkpoint"}
+    assert result["report"] == str(Path("runs") / "r" / "report.html")
+    assert result["checkpoint"] == str(Path("runs") / "r" / "best.npz")
+    assert result["runs"] == [{"run_dir": "runs/r", "steps": 20, "best_val_loss": pytest.approx(result["runs"][0]["best_val_loss"]),
+                               "checkpoint": str(Path("runs") / "r" / "best.npz")}]
+    assert err.startswith("using runs/r/best.npz") and len(err.splitlines()) == 1  # it says which run it picked
     html = (run_dir / "report.html").read_text(encoding="utf-8")
     assert "<svg" in html and "<link" not in html and "<img" not in html and not re.search(r"(src|href)=\S*http", html)
     assert "@import" not in html and not re.search(r"url\((?!#)", html)  # only the SVGs' own #clip paths

@@ -325,7 +325,7 @@ def test_train_json_keys(write_config, capsys):
     code, out, _ = run(capsys, "train", write_config(), "--json", "-q")
     result = json.loads(out)
     assert code == 0 and set(result) == {"run_dir", "steps", "chars", "best_val_loss", "last_val_loss",
-                                         "best_val_bpc", "elapsed_s", "chars_per_s", "stopped"}
+                                         "best_val_bpc", "elapsed_s", "chars_per_s", "stopped", "checkpoint"}
     assert result["stopped"] == "steps" and result["chars"] == 20 * 2 * 8
     assert result["best_val_bpc"] == pytest.approx(result["best_val_loss"] / np.log(2))
 
