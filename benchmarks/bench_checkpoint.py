@@ -1,4 +1,4 @@
-"""Time loading a checkpoint: numpy's np.load (what charnn.checkpoint.load did before it judged
+"""Time loading a checkpoint: numpy's np.load (what charnn.training.checkpoint.load did before it judged
 headers first) against today's checkpoint.load, in the same run, best of repeats.
 
     python benchmarks/bench_checkpoint.py [--cell lstm] [--hidden 512] [--layers 1] [--repeats 15]
@@ -21,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from charnn import __version__, checkpoint, model
+from charnn import __version__
+from charnn.training import checkpoint
+from charnn.nn import model
 from charnn.config import Config, to_dict
-from charnn.optim import OptimizerSpec, init_state
+from charnn.nn.optim import OptimizerSpec, init_state
 
 
 def write_checkpoint(path: Path, cell: str, hidden: int, layers: int, vocab: int, batch: int) -> None:

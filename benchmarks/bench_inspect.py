@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-from charnn import gradients, model
+from charnn.analysis import gradients
+from charnn.nn import model
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import numpy as np
 CHILD = r"""
 import json, resource, sys, time
 from charnn.config import DataConfig
-from charnn.prepare import prepare
+from charnn.data.prepare import prepare
 t = time.perf_counter()
 p = prepare(DataConfig(path=sys.argv[1]), sys.argv[2])
 dt = time.perf_counter() - t

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training throughput of charnn's full step, in characters per second, with PyTorch as a yardstick.
 
-One training step is exactly what the trainer does per chunk, charnn.train.train_step:
+One training step is exactly what the trainer does per chunk, charnn.training.loop.train_step:
 forward, backward, a finiteness guard, clip_gradients(grads, 5.0, "norm") and an Adam update,
 with the trainer's reusable workspace, B*T characters per step, float32, a single layer, T=64 and V=65 by default. For each
 (H, B) size the script prints the median chars/s over several timed repeats (after warm-up),
@@ -49,8 +49,24 @@ elif str(_ROOT) not in sys.path:
     sys.path.append(str(_ROOT))
 
 import charnn  # noqa: E402
-from charnn import model as charnn_model  # noqa: E402
-from charnn.optim import OptimizerSpec, apply_update, clip_gradients, init_state  # noqa: E402
+
+# a module by its path now, or by its flat path in checkouts from before the packages (a --baseline)
+_FLAT = {"nn.model": "model", "nn.optim": "optim", "data.corpus": "data", "training.loop": "train",
+         "nn.workspace": "workspace", "training.checkpoint": "checkpoint", "nn.sampling": "sample",
+         "data.vocab": "vocab"}
+
+
+def charnn_module(path: str):
+    try:
+        return importlib.import_module(f"charnn.{path}")
+    except ImportError:
+        return importlib.import_module(f"charnn.{_FLAT[path]}")
+
+
+charnn_model = charnn_module("nn.model")
+_optim = charnn_module("nn.optim")
+OptimizerSpec, apply_update, clip_gradients, init_state = (
+    _optim.OptimizerSpec, _optim.apply_update, _optim.clip_gradients, _optim.init_state)
 
 DEFAULT_SIZES = "128x32,256x64,512x64,1024x128"
 DEFAULT_BATCH = {128: 32, 256: 64, 512: 64, 1024: 128}
@@ -101,9 +117,7 @@ class Batches:
 
     def __init__(self, B: int, T: int, V: int, text_ids: np.ndarray | None, seed: int, count: int = 16):
         if text_ids is not None:
-            from charnn.data import StreamBatcher
-
-            batcher = StreamBatcher(text_ids, B, T)
+            batcher = charnn_module("data.corpus").StreamBatcher(text_ids, B, T)
             n = min(count, batcher.num_chunks)
             chunks = [batcher.chunk(i) for i in range(n)]
         else:
@@ -137,14 +151,16 @@ class NumpyStep:
         self.loss = float("nan")
         try:
             from charnn.config import ModelConfig, TrainConfig
-            from charnn.train import TrainState, optimizer_spec, train_step
-            from charnn.workspace import Workspace
+
+            loop = charnn_module("training.loop")
+            TrainState, optimizer_spec, train_step = loop.TrainState, loop.optimizer_spec, loop.train_step
+            Workspace = charnn_module("nn.workspace").Workspace
 
             self.new_api = "ws" in inspect.signature(train_step).parameters
         except ImportError:
             self.new_api = False
         if self.new_api:
-            from charnn.checkpoint import Progress
+            Progress = charnn_module("training.checkpoint").Progress
 
             self.t, self.m = TrainConfig(grad_clip=CLIP, lr=LR), ModelConfig(cell=cell, hidden_size=H)
             self.spec, self.ws, self.train_step = optimizer_spec(self.t), Workspace(), train_step
@@ -365,16 +381,16 @@ def local_sample(params, model, start_id: int, n: int, rng: np.random.Generator)
 
 
 def project_sampler():
-    """A sampling function from charnn.sample, if that module exists and offers one."""
+    """A sampling function from charnn.nn.sampling, if that module exists and offers one."""
     try:
-        mod = importlib.import_module("charnn.sample")
+        mod = charnn_module("nn.sampling")
     except ImportError:
-        return None, "charnn.sample not found"
+        return None, "charnn.nn.sampling not found"
     for name in ("sample_ids", "sample", "generate"):
         fn = getattr(mod, name, None)
         if callable(fn):
-            return fn, f"charnn.sample.{name}"
-    return None, "charnn.sample has no sample_ids/sample/generate"
+            return fn, f"charnn.nn.sampling.{name}"
+    return None, "charnn.nn.sampling has no sample_ids/sample/generate"
 
 
 def call_project_sampler(fn, params, n: int, seed: int):
@@ -383,8 +399,7 @@ def call_project_sampler(fn, params, n: int, seed: int):
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return None
-    from charnn.vocab import Vocab
-
+    Vocab = charnn_module("data.vocab").Vocab
     V = params["head.W_hy"].shape[1]
     known = {
         "params": params,
@@ -477,8 +492,7 @@ def main(argv=None) -> int:
     text_ids = None
     V = args.vocab
     if args.text:
-        from charnn.vocab import Vocab
-
+        Vocab = charnn_module("data.vocab").Vocab
         text = Path(args.text).read_text(encoding="utf-8")
         vocab = Vocab.from_text(text)
         text_ids = vocab.encode(text)

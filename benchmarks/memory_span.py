@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from charnn import memory_span  # noqa: E402
+from charnn.analysis import memory_span  # noqa: E402
 
 
 def print_table(rows: list[dict]) -> None:

@@ -17,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from charnn import checkpoint
+from charnn.training import checkpoint
 from charnn.config import dump_yaml, load_config
-from charnn.evaluate import evaluate_ids
-from charnn.data import load_corpus
-from charnn.train import Callback, train
+from charnn.nn.evaluate import evaluate_ids
+from charnn.data.corpus import load_corpus
+from charnn.training.loop import Callback, train
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,3 +1,3 @@
-from charnn.cli import run
+from charnn.cli.app import run
 
 run()

@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 
 from charnn.errors import CharnnError
-from charnn.cells import CELLS
-from charnn.model import INITS
-from charnn.optim import CLIP_MODES, OPTIMIZERS, SCHEDULES
+from charnn.nn.cells import CELLS
+from charnn.nn.model import INITS
+from charnn.nn.optim import CLIP_MODES, OPTIMIZERS, SCHEDULES
 
 DTYPES = ("float32", "float64")
 DROPOUT_MODES = ("standard", "locked")

@@ -45,7 +45,7 @@ def one_line_error(err: str) -> bool:
 @pytest.fixture
 def cli(capsys):
     """Run the command line in this process: cli("sample", "--seed", "h") -> (exit code, stdout, stderr)."""
-    from charnn.cli import main
+    from charnn.cli.app import main
 
     def run(*argv):
         code = main([str(a) for a in argv])

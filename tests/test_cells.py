@@ -4,8 +4,9 @@ step Jacobian and the values a report shows (charnn/cells/base.py defines the co
 import numpy as np
 import pytest
 
-from charnn import cells, reference
-from charnn.workspace import FRESH
+from charnn.nn import cells
+from charnn.nn import reference
+from charnn.nn.workspace import FRESH
 from gradcheck import numerical_grad, rel_error
 
 B, H = 3, 4

@@ -6,10 +6,11 @@ import os
 import numpy as np
 import pytest
 
-from charnn import checkpoint, model
+from charnn.training import checkpoint
+from charnn.nn import model
 from charnn.config import Config, to_dict
 from charnn.errors import CharnnError
-from charnn.optim import OptimizerSpec, init_state
+from charnn.nn.optim import OptimizerSpec, init_state
 
 
 def make_checkpoint():

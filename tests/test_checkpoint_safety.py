@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charnn import checkpoint, model, npzsafe
-from charnn.cli import main
+from charnn.training import checkpoint
+from charnn.nn import model
+from charnn.training import npzsafe
+from charnn.cli.app import main
 from charnn.errors import CharnnError
-from charnn.optim import OptimizerSpec, init_state
+from charnn.nn.optim import OptimizerSpec, init_state
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE = FIXTURES / "v1-rnn.npz"  # 2 layers of 8 units, V = 48, adamw, batch 4
@@ -165,7 +167,7 @@ def test_loader_refuses_hostile_files(tmp_path, kind):
 
 PROBE = textwrap.dedent("""
     import json, sys, time
-    from charnn import checkpoint
+    from charnn.training import checkpoint
     from charnn.errors import CharnnError
 
     def peak_mb():
@@ -205,7 +207,7 @@ def test_sample_command_refuses_the_bomb_in_small_memory(tmp_path):
     if not Path("/proc/self/status").exists():
         pytest.skip("peak memory is read from /proc/self/status (Linux)")
     path = hostile("bomb", tmp_path / "bomb.npz")
-    script = ("import sys\nfrom charnn.cli import main\ncode = main(['sample', '--checkpoint', sys.argv[1]])\n"
+    script = ("import sys\nfrom charnn.cli.app import main\ncode = main(['sample', '--checkpoint', sys.argv[1]])\n"
               "status = dict(line.split(':', 1) for line in open('/proc/self/status'))\n"
               "print(code, int(status['VmHWM'].split()[0]) / 1024)")
     proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from charnn.cli import main
+from charnn.cli.app import main
 
 ROOT = Path(__file__).parent.parent
 
@@ -29,7 +29,7 @@ def assert_one_line_error(err):
 def hello_dir(tmp_path_factory):
     """A folder holding runs/hello, trained once for the whole module (the tests only read it)."""
     from charnn.config import load_config
-    from charnn.train import train
+    from charnn.training.loop import train
 
     folder = tmp_path_factory.mktemp("hello")
     train(load_config(ROOT / "configs" / "hello.yaml", [f"run.dir={folder / 'runs'}"]))
@@ -238,7 +238,7 @@ def test_ctrl_c_in_a_real_process_saves_and_resumes(write_config, tmp_path):
     import signal
     import time
 
-    from charnn import checkpoint
+    from charnn.training import checkpoint
 
     config = write_config()
     cmd = [sys.executable, "-m", "charnn", "train", str(config), "--set", "train.steps=1000000"]

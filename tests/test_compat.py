@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from charnn.cli import main
+from charnn.cli.app import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXPECTED = json.loads((FIXTURES / "v1_expected.json").read_text(encoding="utf-8"))

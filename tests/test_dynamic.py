@@ -6,13 +6,13 @@ import math
 import numpy as np
 import pytest
 
-from charnn import checkpoint
-from charnn.cli import main
+from charnn.training import checkpoint
+from charnn.cli.app import main
 from charnn.config import load_config
-from charnn.dynamic import DynamicSettings, dynamic_loss, gradient_scales
-from charnn.evaluate import evaluate_ids
-from charnn.train import train
-from charnn.vocab import Vocab
+from charnn.analysis.dynamic import DynamicSettings, dynamic_loss, gradient_scales
+from charnn.nn.evaluate import evaluate_ids
+from charnn.training.loop import train
+from charnn.data.vocab import Vocab
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from charnn import model, reference
-from charnn.evaluate import evaluate_ids
+from charnn.nn import model
+from charnn.nn import reference
+from charnn.nn.evaluate import evaluate_ids
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])

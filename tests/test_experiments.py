@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from charnn import bias_variance, memory_span
-from charnn.cli import main
+from charnn.analysis import bias_variance
+from charnn.analysis import memory_span
+from charnn.cli.app import main
 
 
 def run(capsys, *argv):

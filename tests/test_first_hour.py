@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charnn import checkpoint, gradients, presets
+from charnn import presets
+from charnn.training import checkpoint
+from charnn.analysis import gradients
 from charnn.config import key_hint, load_config
 from charnn.errors import CharnnError
-from charnn.sample import generate
-from charnn.train import train
-from charnn.vocab import Vocab
+from charnn.nn.sampling import generate
+from charnn.training.loop import train
+from charnn.data.vocab import Vocab
 from conftest import one_line_error
 
 ROOT = Path(__file__).parent.parent
@@ -56,7 +58,7 @@ def test_the_preset_fits_a_text_shorter_than_one_batch(tmp_path):
 
 
 def test_data_replaces_a_configs_data_path(story, tmp_path):
-    from charnn.rundir import training_target
+    from charnn.training.rundir import training_target
 
     cfg, _ = training_target(ROOT / "configs" / "demo.yaml", [], resume=False, run_dir=None, data=story, minutes=2)
     assert cfg.data.path == str(story) and cfg.train.max_minutes == 2 and cfg.run.name == "demo"
@@ -271,7 +273,7 @@ def test_the_report_counts_the_steps_training_counted(story, cli):
 
 
 def test_the_unit_picker_offers_only_units_that_follow_a_property():
-    from charnn.report import TextReading, pick_units
+    from charnn.analysis.report.reading import TextReading, pick_units
 
     text = 'say "hi" and "bye" now\n' * 4
     n = len(text)

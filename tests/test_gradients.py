@@ -5,9 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from charnn import cells, gradients, model, reference
+from charnn.nn import cells
+from charnn.analysis import gradients
+from charnn.nn import model
+from charnn.nn import reference
 from charnn.errors import CharnnError
-from charnn.vocab import Vocab
+from charnn.data.vocab import Vocab
 
 V, H, T = 6, 5, 7
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from charnn import memory_span
+from charnn.analysis import memory_span
 from charnn.errors import CharnnError
 
 

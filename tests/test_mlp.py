@@ -5,12 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from charnn import checkpoint, model, reference, sample
-from charnn.cli import main
+from charnn.training import checkpoint
+from charnn.nn import model
+from charnn.nn import reference
+from charnn.nn import sampling as sample
+from charnn.cli.app import main
 from charnn.config import load_config
 from charnn.errors import CharnnError
-from charnn.train import train
-from charnn.vocab import Vocab
+from charnn.training.loop import train
+from charnn.data.vocab import Vocab
 from gradcheck import numerical_grad, rel_error
 
 V, H, B, W = 5, 4, 3, 3
@@ -92,7 +95,7 @@ def test_trains_evaluates_samples_and_reports(write_config, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "no recurrent state" in err and len(err.strip().splitlines()) == 1
     pytest.importorskip("matplotlib")
-    from charnn.report_page import build_report
+    from charnn.analysis.report.page import build_report
 
     html = open(build_report([result.run_dir])["report"], encoding="utf-8").read()
     assert "has no recurrent state" in html and "what the units learned" in html

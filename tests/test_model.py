@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from charnn import model
+from charnn.nn import model
 from charnn.errors import CharnnError
-from charnn.vocab import one_hot
-from charnn.workspace import Workspace
+from charnn.data.vocab import one_hot
+from charnn.nn.workspace import Workspace
 
 V, H, B = 5, 4, 3
 CELLS = ["rnn", "lstm", "gru"]

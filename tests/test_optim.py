@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from charnn.optim import OptimizerSpec, Schedule, apply_update, clip_gradients, global_norm, init_state
+from charnn.nn.optim import OptimizerSpec, Schedule, apply_update, clip_gradients, global_norm, init_state
 
 
 def one_step(name, p0=1.0, g=0.5, lr=0.1, **kw):
@@ -69,7 +69,7 @@ def test_weight_decay_applies_to_every_matrix_and_no_vector(name):
 
 def test_spec_and_schedule_take_every_train_key_of_their_name():
     from charnn.config import TrainConfig
-    from charnn.optim import from_config
+    from charnn.nn.optim import from_config
 
     t = TrainConfig(optimizer="sgd", momentum=0.5, nesterov=True, weight_decay=0.2, lr=0.3,
                     lr_schedule="step", warmup_steps=7, min_lr=0.01, decay_rate=0.25, decay_every=3)

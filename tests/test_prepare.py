@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charnn import prepare
+from charnn.data import prepare
 from charnn.config import DataConfig
 from charnn.errors import CharnnError
-from charnn.vocab import Vocab
+from charnn.data.vocab import Vocab
 
 
 @pytest.fixture

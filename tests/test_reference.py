@@ -4,7 +4,8 @@ fast kernel (model.forward / model.backward over each cell) against it, in float
 import numpy as np
 import pytest
 
-from charnn import model, reference
+from charnn.nn import model
+from charnn.nn import reference
 from gradcheck import numerical_grad, rel_error
 
 V, H, B = 5, 4, 3

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charnn import checkpoint, reference
-from charnn.cli import main
+from charnn.training import checkpoint
+from charnn.nn import reference
+from charnn.cli.app import main
 from charnn.config import load_config
 from charnn.errors import CharnnError
-from charnn.report_page import build_report
-from charnn.train import train
-from charnn.vocab import Vocab
+from charnn.analysis.report.page import build_report
+from charnn.training.loop import train
+from charnn.data.vocab import Vocab
 
 pytest.importorskip("matplotlib")  # in the test extra; the report needs it
 
@@ -133,13 +134,13 @@ def test_cli_json_and_a_self_contained_page(tmp_path, capsys, monkeypatch):
 
 def test_big_models_embed_one_byte_per_value(shared_run, tmp_path, monkeypatch):
     run_dir = shared_run
-    import charnn.report_page
+    import charnn.analysis.report.page
 
-    monkeypatch.setattr(charnn.report_page, "FLOAT_BUDGET", 100)
+    monkeypatch.setattr(charnn.analysis.report.page, "FLOAT_BUDGET", 100)
     data = page_data(Path(build_report([run_dir], output=tmp_path / "q.html", text_chars=200)["report"]))
     assert data["units"]["encoding"] == "uint8"
     q = np.frombuffer(base64.b64decode(data["units"]["values"]), np.uint8).reshape(2, 10, 200) / 127.5 - 1
-    monkeypatch.setattr(charnn.report_page, "FLOAT_BUDGET", 10**9)
+    monkeypatch.setattr(charnn.analysis.report.page, "FLOAT_BUDGET", 10**9)
     floats = np.array(page_data(Path(build_report([run_dir], output=tmp_path / "f.html", text_chars=200)["report"]))
                       ["units"]["values"])
     assert np.abs(q - floats).max() <= 1 / 255 + 1e-9

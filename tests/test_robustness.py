@@ -21,12 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charnn import checkpoint, corpus, model, optim
-from charnn.cli import main
+from charnn.training import checkpoint
+from charnn.data import sources as corpus
+from charnn.nn import model
+from charnn.nn import optim
+from charnn.cli.app import main
 from charnn.config import load_config
 from charnn.errors import CharnnError
-from charnn.evaluate import evaluate_ids
-from charnn.train import TrainingDiverged, train
+from charnn.nn.evaluate import evaluate_ids
+from charnn.training.loop import TrainingDiverged, train
 
 ROOT = Path(__file__).parent.parent
 CHARNN = [sys.executable, "-m", "charnn"]
@@ -121,7 +124,7 @@ def test_an_update_that_makes_the_weights_nan_is_never_saved(write_config, monke
         if calls["n"] == 4:
             params["head.b_y"][0] = np.nan
 
-    monkeypatch.setattr("charnn.train.apply_update", poisoned_update)
+    monkeypatch.setattr("charnn.training.loop.apply_update", poisoned_update)
     with pytest.raises(TrainingDiverged, match="update of step 4 made the model non-finite") as stopped:
         train(cfg)
     saved = checkpoint.load(Path(cfg.run.dir) / "exp" / "latest.npz")
@@ -186,7 +189,7 @@ def test_evaluation_reads_a_memmap_chunk_by_chunk(tmp_path):
 
 
 def peak_rss_kb(argv, cwd):
-    script = ("import resource, sys\nfrom charnn.cli import main\ncode = main(sys.argv[1:])\n"
+    script = ("import resource, sys\nfrom charnn.cli.app import main\ncode = main(sys.argv[1:])\n"
               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(code)")
     proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, cwd=cwd, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -353,7 +356,7 @@ def test_one_set_takes_several_pairs(write_config, capsys):
     code, out, err = run(capsys, "train", write_config(), "--set", "train.steps=3", "model.hidden_size=1e1",
                          "--json", "-q")
     assert code == 0 and json.loads(out)["steps"] == 3, err
-    from charnn.cli import expand_set_arguments
+    from charnn.cli.app import expand_set_arguments
 
     assert expand_set_arguments(["train", "c.yaml", "--set", "a.b=1", "c.d=2", "c2.yaml"]) == \
         ["train", "c.yaml", "--set", "a.b=1", "--set", "c.d=2", "c2.yaml"]
@@ -395,7 +398,7 @@ def test_help_paragraphs_are_not_broken_at_docstring_line_ends(capsys):
 def test_no_color_means_no_escape_codes_at_all(write_config, tmp_path):
     env = dict(os.environ, NO_COLOR="1", FORCE_COLOR="", TERM="xterm", COLUMNS="80")
     env.pop("FORCE_COLOR")
-    script = ("import sys\nfrom rich.console import Console\nimport charnn.display as d\n"
+    script = ("import sys\nfrom rich.console import Console\nimport charnn.cli.display as d\n"
               "d.Console.is_terminal = property(lambda self: True)\nd.print_error('bad thing')")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert proc.stderr.startswith("error: bad thing") and "\x1b[" not in proc.stderr
@@ -425,7 +428,7 @@ def test_inspect_gradients_on_the_hello_model_with_defaults(hello, capsys):
 
 
 def test_a_decay_of_072_per_step_is_not_healthy():
-    from charnn import gradients
+    from charnn.analysis import gradients
 
     decay = 0.72 ** np.arange(50)
     word, advice = gradients.verdict(gradients._horizon(decay), gradients._fit_factor(decay), decay)
@@ -449,9 +452,9 @@ def test_synth_refuses_to_overwrite_without_force(tmp_path, capsys):
 
 def test_plot_with_an_unsupported_extension_fails_before_any_work(hello, tmp_path, capsys, monkeypatch):
     pytest.importorskip("matplotlib")
-    import charnn.gradients
+    import charnn.analysis.gradients
 
-    monkeypatch.setattr(charnn.gradients, "analyse", lambda *a, **k: pytest.fail("the analysis ran"))
+    monkeypatch.setattr(charnn.analysis.gradients, "analyse", lambda *a, **k: pytest.fail("the analysis ran"))
     code, _, err = run(capsys, "inspect-gradients", "-c", hello, "--plot", tmp_path / "g.txt")
     assert code == 1 and ".png" in err and one_line_error(err)
 

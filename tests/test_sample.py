@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from charnn import model, sample
+from charnn.nn import model
+from charnn.nn import sampling as sample
 from charnn.errors import CharnnError
-from charnn.vocab import Vocab
+from charnn.data.vocab import Vocab
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])

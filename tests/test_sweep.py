@@ -15,11 +15,11 @@ import pytest
 
 optuna = pytest.importorskip("optuna", reason="charnn sweep needs Optuna: pip install -e '.[sweep]'")
 
-from charnn import sweep as sweeps
-from charnn import sweepfile  # noqa: E402
+from charnn.sweep import study as sweeps
+from charnn.sweep import spec as sweepfile  # noqa: E402
 from charnn.config import load_config  # noqa: E402
 from charnn.errors import CharnnError  # noqa: E402
-from charnn.train import train  # noqa: E402
+from charnn.training.loop import train  # noqa: E402
 
 from test_cli import assert_one_line_error, run  # noqa: E402
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from charnn import synth
+from charnn.data import synth
 from charnn.errors import CharnnError
 
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charnn import checkpoint, model
+from charnn.training import checkpoint
+from charnn.nn import model
 from charnn.config import load_config
 from charnn.errors import CharnnError
-from charnn.sample import generate
-from charnn.train import Callback, TrainingDiverged, TrainingInterrupted, train
-from charnn.vocab import Vocab
+from charnn.nn.sampling import generate
+from charnn.training.loop import Callback, TrainingDiverged, TrainingInterrupted, train
+from charnn.data.vocab import Vocab
 
 HELLO = Path(__file__).parent.parent / "configs" / "hello.yaml"
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from charnn.data import StreamBatcher, split_ids
+from charnn.data.corpus import StreamBatcher, split_ids
 from charnn.errors import CharnnError
-from charnn.vocab import Vocab, one_hot
+from charnn.data.vocab import Vocab, one_hot
 
 
 def test_vocab_is_sorted_distinct_and_round_trips():

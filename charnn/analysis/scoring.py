@@ -1,0 +1,52 @@
+"""What `charnn eval` scores: a text file or a split of the checkpoint's own corpus, statically
+(the exact definition, charnn/evaluate.py) and, if asked, with dynamic evaluation (charnn/dynamic.py)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from charnn.training import checkpoint
+from charnn.config import from_dict
+from charnn.data.corpus import checkpoint_split
+from charnn.analysis.dynamic import DynamicSettings, dynamic_loss, gradient_scales
+from charnn.errors import CharnnError
+from charnn.nn.evaluate import LN2, evaluate_ids
+from charnn.data.prepare import encode_file
+from charnn.data.vocab import Vocab
+
+
+def _dynamic(ckpt: checkpoint.Checkpoint, ids, settings: DynamicSettings) -> dict:
+    cfg = from_dict(ckpt.config, source="checkpoint")
+    try:  # the very text it was trained on (checked, as for --split), never the scored one
+        train_ids = checkpoint_split(cfg, ckpt.vocab_chars, ckpt.meta.get("corpus_sha256"), "train")
+    except CharnnError as e:
+        raise CharnnError(f"--dynamic needs the model's training text for its gradient scales: {e}") from None
+    ms = gradient_scales(ckpt.params, ckpt.cell, train_ids, settings.segment_len)
+    nats = dynamic_loss(ckpt.params, ckpt.cell, ids, ms, settings)
+    return {"dynamic_nats_per_char": nats, "dynamic_bits_per_char": nats / LN2}
+
+
+def score(ckpt: checkpoint.Checkpoint, *, text_file: str | Path | None = None, split: str | None = None,
+          streams: int = 1, dynamic: DynamicSettings | None = None,
+          note: Callable[[int, str], None] = lambda count, name: None) -> tuple[dict, str]:
+    """(the eval keys, what was scored): nats_per_char, bits_per_char, perplexity, chars, and with
+    `dynamic` also dynamic_nats_per_char and dynamic_bits_per_char."""
+    if (text_file is None) == (split is None):
+        raise CharnnError("give a TEXT_FILE to score or --split train|val|test, not both and not neither")
+    vocab = Vocab(tuple(ckpt.vocab_chars))
+    with tempfile.TemporaryDirectory(prefix="charnn-eval-") as folder:
+        if split is not None:
+            cfg = from_dict(ckpt.config, source="checkpoint")
+            ids, name = checkpoint_split(cfg, vocab.chars, ckpt.meta.get("corpus_sha256"), split), f"the {split} split"
+        else:
+            encoded = encode_file(text_file, vocab, ckpt.config["data"].get("encoding", "utf-8"), folder, ckpt.name)
+            note(encoded.replaced, str(text_file))
+            ids, name = encoded.ids, str(text_file)
+        if dynamic is not None:
+            dynamic.check()  # before the static pass: a bad option should not cost its time
+        result = evaluate_ids(ckpt.params, ids, cell=ckpt.cell, streams=streams).as_dict()
+        if dynamic is not None:
+            result.update(_dynamic(ckpt, ids, dynamic))
+    return result, name

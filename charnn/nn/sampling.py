@@ -1,0 +1,126 @@
+"""Generating text one character at a time from a trained model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from charnn.nn import cells
+from charnn.nn import model
+from charnn.errors import CharnnError
+from charnn.data.vocab import Vocab
+
+
+def _next_logits(params: model.Params, c, layers: list, char_id: int, state: list) -> np.ndarray:
+    """Advance every layer's state by one character (in place in `state`); the next-character logits.
+
+    layers: per layer (its parameters, the input table): layer 0's table holds W_in + b_in, so
+    its input part is one row lookup.
+    """
+    x = None
+    for layer, (p, table) in enumerate(layers):
+        if layer == 0:
+            xa, carried = c.read_one(p, table, char_id, state[0])
+        else:
+            xa, carried = x @ p[c.input_weight] + p[c.input_bias], None
+        x, state[layer] = c.step(xa, state[layer], p)
+        if carried is not None:
+            state[layer] = carried
+    return x @ params["head.W_hy"] + params["head.b_y"]
+
+
+def _choose(logits: np.ndarray, temperature: float, top_k: int, greedy: bool, rng: np.random.Generator) -> int:
+    if greedy:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / temperature
+    if 0 < top_k < len(z):
+        kth = np.partition(z, -top_k)[-top_k]
+        z[z < kth] = -np.inf
+    p = np.exp(z - z.max())
+    cdf = np.cumsum(p)
+    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(z) - 1))
+
+
+def check_options(length: int, temperature: float, top_k: int, greedy: bool = False) -> None:
+    """Sampling settings a user gives; greedy decoding ignores temperature and top-k."""
+    if length < 0:
+        raise CharnnError(f"length must be >= 0 (got {length})")
+    if not greedy and not temperature > 0:
+        raise CharnnError(f"temperature must be > 0 (got {temperature}); use --greedy for the likeliest text")
+    if top_k < 0:
+        raise CharnnError(f"top-k must be >= 0, 0 meaning all characters (got {top_k})")
+
+
+LINE_BREAK = "\n"
+
+
+def generate(
+    params: model.Params,
+    cell: str,
+    vocab: Vocab,
+    prime: str,
+    length: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    greedy: bool = False,
+    rng: np.random.Generator,
+    char_counts=None,
+    source: str = "the model",
+) -> Iterator[str]:
+    """Yield `length` new characters continuing `prime` (the prime itself is not yielded).
+
+    The prime is fed through the model from a zero state. With an empty prime the sample
+    starts the way the training text does: after a line break when the vocabulary has one
+    (the model reads an unseen "\\n" first), else with a first character drawn by
+    `char_counts`, the training text's character frequencies (greedy: the most frequent;
+    uniformly when the checkpoint has no counts), yielded as the first of `length`.
+    `source` names the model in errors (its checkpoint, say).
+    """
+    check_options(length, temperature, top_k, greedy)
+    unknown = vocab.unknown_chars(prime)
+    if unknown:
+        raise CharnnError(
+            f"seed text has characters outside the model's vocabulary: {', '.join(map(repr, unknown))} "
+            f"(the model is {source}, {vocab.describe()}); use only characters from its training text"
+        )
+    return _generate(params, cell, vocab, prime, length, temperature, top_k, greedy, rng, char_counts)
+
+
+def first_character(vocab: Vocab, char_counts, greedy: bool, rng: np.random.Generator) -> int:
+    """The id a seedless sample starts with when the text has no line breaks: drawn by the training
+    text's frequencies (the likeliest when greedy), or uniformly without them."""
+    counts = None if char_counts is None else np.asarray(char_counts, np.float64)
+    if counts is None or len(counts) != vocab.size or not counts.sum() > 0:
+        return int(rng.integers(vocab.size))
+    if greedy:
+        return int(np.argmax(counts))
+    cdf = np.cumsum(counts)
+    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), vocab.size - 1))
+
+
+def _generate(params, cell, vocab, prime, length, temperature, top_k, greedy, rng, char_counts) -> Iterator[str]:
+    c = cells.get(cell)
+    layers = []
+    for i in range(model.num_layers_of(params)):
+        p = model.layer_params(params, i)
+        layers.append((p, p[c.input_weight] + p[c.input_bias] if i == 0 else None))
+    state = [s[0] for s in model.zero_state(params, 1, cell)]
+    if prime:
+        ids = vocab.encode(prime)
+    elif length > 0 and LINE_BREAK in vocab.chars:
+        ids = vocab.encode(LINE_BREAK)  # read, not shown: the sample begins a line
+    elif length > 0:
+        ids = [first_character(vocab, char_counts, greedy, rng)]
+        yield vocab.chars[ids[0]]
+        length -= 1
+    else:
+        return
+    for char_id in ids[:-1]:
+        _next_logits(params, c, layers, int(char_id), state)
+    current = int(ids[-1])
+    for _ in range(length):
+        logits = _next_logits(params, c, layers, current, state)
+        current = _choose(logits, temperature, top_k, greedy, rng)
+        yield vocab.chars[current]
