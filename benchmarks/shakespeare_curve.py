@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from charnn.training import checkpoint
-from charnn.config import dump_yaml, load_config
+from charnn.config import dump_yaml
+from charnn.settings import load_config
 from charnn.nn.evaluate import evaluate_ids
 from charnn.data.corpus import load_corpus
 from charnn.training.loop import Callback, train

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from charnn.training import checkpoint  # noqa: E402
-from charnn.config import from_dict  # noqa: E402
+from charnn.settings import from_dict  # noqa: E402
 from charnn.data.corpus import load_corpus  # noqa: E402
 from charnn.analysis.dynamic import DynamicSettings, dynamic_loss, gradient_scales  # noqa: E402
 from charnn.nn.evaluate import evaluate_ids  # noqa: E402

@@ -17,9 +17,6 @@ from typing import Any
 import yaml
 
 from charnn.errors import CharnnError
-from charnn.nn.cells import CELLS
-from charnn.nn.model import INITS
-from charnn.nn.optim import CLIP_MODES, OPTIMIZERS, SCHEDULES
 
 DTYPES = ("float32", "float64")
 DROPOUT_MODES = ("standard", "locked")
@@ -265,80 +262,85 @@ def _build_section(name: str, values: Any, source: str, origins: dict):
     return cls(**kwargs)
 
 
-def _check(ok: bool, cfg: Config, key: str, message: str) -> None:
+def check(ok: bool, cfg: Config, key: str, message: str) -> None:
+    """Raise the one-line error "<where key came from>: message" unless ok."""
     if not ok:
         raise CharnnError(f"{cfg.where(key)}: {message}")
 
 
-def _one_of(value: str, choices, cfg: Config, key: str) -> None:
-    _check(value in choices, cfg, key, f"{value!r} is not one of {', '.join(choices)}{suggest(value, choices)}")
+def one_of(value: str, choices, cfg: Config, key: str) -> None:
+    check(value in choices, cfg, key, f"{value!r} is not one of {', '.join(choices)}{suggest(value, choices)}")
 
 
 def validate(cfg: Config) -> None:
-    """Range and consistency checks; each failure names the dotted key."""
-    s = cfg
-    d, m, t, smp, r = cfg.data, cfg.model, cfg.train, cfg.sample, cfg.run
+    """Range and consistency checks, section by section; each failure names the dotted key.
+
+    The choices that name an implementation (model.cell, model.init, train.optimizer,
+    train.lr_schedule, train.clip_mode) are the registries' to check: charnn/settings.py."""
+    _validate_data(cfg, cfg.data)
+    _validate_model(cfg, cfg.model)
+    _validate_train(cfg, cfg.train)
+    _validate_sample_and_run(cfg, cfg.sample, cfg.run)
+
+
+def _validate_data(s: Config, d: DataConfig) -> None:
     given = [k for k in ("path", "text", "url") if getattr(d, k) is not None]
-    _check(len(given) == 1, s, "data", "give exactly one of data.path, data.text or data.url"
-           + (f" (got {', '.join('data.' + k for k in given)})" if given else ""))
-    _check(d.url is None or d.sha256 is not None, s, "data.sha256", "a data.url needs its sha256 checksum")
-    _check(0 <= d.val_fraction < 1, s, "data.val_fraction", "must be in [0, 1)")
-    _check(0 <= d.test_fraction < 1, s, "data.test_fraction", "must be in [0, 1)")
-    _check(d.val_fraction + d.test_fraction < 1, s, "data.val_fraction",
-           "val_fraction + test_fraction must leave some training text (< 1)")
-    _one_of(d.encoding, ENCODINGS, s, "data.encoding")
-    _check(d.min_char_count >= 0, s, "data.min_char_count", "must be >= 0 (0 = keep every character)")
-    _one_of(m.cell, CELLS, s, "model.cell")
-    _check(m.hidden_size >= 1, s, "model.hidden_size", "must be >= 1")
-    _check(m.num_layers >= 1, s, "model.num_layers", "must be >= 1")
-    _check(0 <= m.dropout < 1, s, "model.dropout", "must be in [0, 1)")
-    _one_of(m.dropout_mode, DROPOUT_MODES, s, "model.dropout_mode")
-    _check(0 <= m.weight_drop < 1, s, "model.weight_drop", "must be in [0, 1)")
-    _check(0 <= m.input_dropout < 1, s, "model.input_dropout", "must be in [0, 1)")
-    _one_of(m.gate_init, GATE_INITS, s, "model.gate_init")
-    cell = CELLS.get(m.cell)
-    _check(m.gate_init == "default" or bool(cell and cell.gate_names), s, "model.gate_init",
-           "chrono initialises gate biases: use it with model.cell lstm or gru")
-    _check(m.weight_drop == 0 or bool(cell and cell.recurrent_weight), s, "model.weight_drop",
-           f"drops entries of the recurrent matrix, which the {m.cell} cell has not; use model.dropout")
-    _check(m.cell != "mlp" or m.context >= 1, s, "model.context",
-           "the mlp cell needs the number of characters it sees, >= 1 (e.g. 16)")
-    _check(m.cell == "mlp" or m.context == 0, s, "model.context", "only the mlp cell has a context window; "
-           "a recurrent cell's memory is its state")
-    _check(m.chrono_max >= 2, s, "model.chrono_max", "must be >= 2 (the longest lag to prepare for)")
-    _one_of(m.init, INITS, s, "model.init")
-    _check(m.init_scale > 0, s, "model.init_scale", "must be > 0")
-    _one_of(m.dtype, DTYPES, s, "model.dtype")
-    _check(t.batch_size >= 1, s, "train.batch_size", "must be >= 1")
-    _check(t.seq_len >= 1, s, "train.seq_len", "must be >= 1")
-    _check(t.steps >= 1, s, "train.steps", "must be >= 1")
-    _check(t.max_minutes >= 0, s, "train.max_minutes", "must be >= 0 (0 = no limit)")
-    _one_of(t.optimizer, OPTIMIZERS, s, "train.optimizer")
-    _check(t.lr > 0, s, "train.lr", "must be > 0")
-    _check(0 <= t.momentum < 1, s, "train.momentum", "must be in [0, 1)")
-    _one_of(t.lr_schedule, SCHEDULES, s, "train.lr_schedule")
-    _check(t.warmup_steps >= 0, s, "train.warmup_steps", "must be >= 0")
-    _check(0 <= t.min_lr <= t.lr, s, "train.min_lr", "must be in [0, train.lr]")
-    _check(0 < t.decay_rate <= 1, s, "train.decay_rate", "must be in (0, 1]")
-    _check(t.decay_every >= 1, s, "train.decay_every", "must be >= 1")
-    _check(t.weight_decay >= 0, s, "train.weight_decay", "must be >= 0")
-    _check(t.grad_clip >= 0, s, "train.grad_clip", "must be >= 0 (0 = off)")
-    _one_of(t.clip_mode, CLIP_MODES, s, "train.clip_mode")
-    _check(smp.length >= 0, s, "sample.length", "must be >= 0")
-    _check(smp.temperature > 0, s, "sample.temperature", "must be > 0")
-    _check(smp.top_k >= 0, s, "sample.top_k", "must be >= 0 (0 = all characters)")
+    check(len(given) == 1, s, "data", "give exactly one of data.path, data.text or data.url"
+          + (f" (got {', '.join('data.' + k for k in given)})" if given else ""))
+    check(d.url is None or d.sha256 is not None, s, "data.sha256", "a data.url needs its sha256 checksum")
+    check(0 <= d.val_fraction < 1, s, "data.val_fraction", "must be in [0, 1)")
+    check(0 <= d.test_fraction < 1, s, "data.test_fraction", "must be in [0, 1)")
+    check(d.val_fraction + d.test_fraction < 1, s, "data.val_fraction",
+          "val_fraction + test_fraction must leave some training text (< 1)")
+    one_of(d.encoding, ENCODINGS, s, "data.encoding")
+    check(d.min_char_count >= 0, s, "data.min_char_count", "must be >= 0 (0 = keep every character)")
+
+
+def _validate_model(s: Config, m: ModelConfig) -> None:
+    check(m.hidden_size >= 1, s, "model.hidden_size", "must be >= 1")
+    check(m.num_layers >= 1, s, "model.num_layers", "must be >= 1")
+    check(0 <= m.dropout < 1, s, "model.dropout", "must be in [0, 1)")
+    one_of(m.dropout_mode, DROPOUT_MODES, s, "model.dropout_mode")
+    check(0 <= m.weight_drop < 1, s, "model.weight_drop", "must be in [0, 1)")
+    check(0 <= m.input_dropout < 1, s, "model.input_dropout", "must be in [0, 1)")
+    one_of(m.gate_init, GATE_INITS, s, "model.gate_init")
+    check(m.chrono_max >= 2, s, "model.chrono_max", "must be >= 2 (the longest lag to prepare for)")
+    check(m.init_scale > 0, s, "model.init_scale", "must be > 0")
+    one_of(m.dtype, DTYPES, s, "model.dtype")
+
+
+def _validate_train(s: Config, t: TrainConfig) -> None:
+    check(t.batch_size >= 1, s, "train.batch_size", "must be >= 1")
+    check(t.seq_len >= 1, s, "train.seq_len", "must be >= 1")
+    check(t.steps >= 1, s, "train.steps", "must be >= 1")
+    check(t.max_minutes >= 0, s, "train.max_minutes", "must be >= 0 (0 = no limit)")
+    check(t.lr > 0, s, "train.lr", "must be > 0")
+    check(0 <= t.momentum < 1, s, "train.momentum", "must be in [0, 1)")
+    check(t.warmup_steps >= 0, s, "train.warmup_steps", "must be >= 0")
+    check(0 <= t.min_lr <= t.lr, s, "train.min_lr", "must be in [0, train.lr]")
+    check(0 < t.decay_rate <= 1, s, "train.decay_rate", "must be in (0, 1]")
+    check(t.decay_every >= 1, s, "train.decay_every", "must be >= 1")
+    check(t.weight_decay >= 0, s, "train.weight_decay", "must be >= 0")
+    check(t.grad_clip >= 0, s, "train.grad_clip", "must be >= 0 (0 = off)")
+
+
+def _validate_sample_and_run(s: Config, smp: SampleConfig, r: RunConfig) -> None:
+    check(smp.length >= 0, s, "sample.length", "must be >= 0")
+    check(smp.temperature > 0, s, "sample.temperature", "must be > 0")
+    check(smp.top_k >= 0, s, "sample.top_k", "must be >= 0 (0 = all characters)")
     for key in ("eval_every", "checkpoint_every", "sample_every"):
-        _check(getattr(r, key) >= 0, s, f"run.{key}", "must be >= 0")
-    _check(r.log_every >= 1, s, "run.log_every", "must be >= 1")
-    _check(r.seed >= 0, s, "run.seed", "must be >= 0")
-    _check(r.eval_every_minutes >= 0, s, "run.eval_every_minutes", "must be >= 0 (0 = off)")
-    _check(r.eval_streams >= 1, s, "run.eval_streams", "must be >= 1 (1 = exact single stream)")
-    _check(r.name != "" and "/" not in r.name and r.name not in (".", ".."), s, "run.name",
-           "must be a plain, non-empty folder name")
+        check(getattr(r, key) >= 0, s, f"run.{key}", "must be >= 0")
+    check(r.log_every >= 1, s, "run.log_every", "must be >= 1")
+    check(r.seed >= 0, s, "run.seed", "must be >= 0")
+    check(r.eval_every_minutes >= 0, s, "run.eval_every_minutes", "must be >= 0 (0 = off)")
+    check(r.eval_streams >= 1, s, "run.eval_streams", "must be >= 1 (1 = exact single stream)")
+    check(r.name != "" and "/" not in r.name and r.name not in (".", ".."), s, "run.name",
+          "must be a plain, non-empty folder name")
 
 
-def from_dict(raw: Any, source: str = "<dict>", origins: dict | None = None) -> Config:
-    """Build and validate a Config from a parsed YAML mapping."""
+def parse(raw: Any, source: str = "<dict>", origins: dict | None = None) -> Config:
+    """Build a Config from a parsed YAML mapping and validate it against the schema (the registries'
+    choices are checked by charnn/settings.py, whose from_dict every caller uses)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -397,9 +399,10 @@ def _absolute_data_path(raw: dict, base: Path) -> None:
         data["path"] = os.path.normpath(base.absolute() / os.path.expanduser(data["path"]))
 
 
-def load_config(path: str | Path, overrides: list[str] = (), origin: str = "--set {item}",
-                values: dict | None = None) -> Config:
-    """Read a YAML config, apply `values` and the `section.key=value` overrides, validate, and fill run.name.
+def read(path: str | Path, overrides: list[str] = (), origin: str = "--set {item}",
+         values: dict | None = None) -> Config:
+    """Read a YAML config, apply `values` and the `section.key=value` overrides, validate it against
+    the schema, and fill run.name (charnn/settings.py's load_config also checks the registries' choices).
 
     Precedence: dataclass defaults < the file < values < overrides. `values` maps dotted keys to
     (value, how an error names it), for settings a command takes as its own flags (--data FILE).
@@ -425,7 +428,7 @@ def load_config(path: str | Path, overrides: list[str] = (), origin: str = "--se
             run = raw["run"] = {}
         if isinstance(run, dict) and not run.get("name"):
             run["name"] = path.stem
-    return from_dict(raw, source=str(path), origins=origins if isinstance(raw, dict) else None)
+    return parse(raw, source=str(path), origins=origins if isinstance(raw, dict) else None)
 
 
 def _override(raw: dict, path: Path, parts: list[str], value, origins: dict, said: str) -> None:

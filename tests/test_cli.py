@@ -28,7 +28,7 @@ def assert_one_line_error(err):
 @pytest.fixture(scope="module")
 def hello_dir(tmp_path_factory):
     """A folder holding runs/hello, trained once for the whole module (the tests only read it)."""
-    from charnn.config import load_config
+    from charnn.settings import load_config
     from charnn.training.loop import train
 
     folder = tmp_path_factory.mktemp("hello")

@@ -2,7 +2,8 @@
 
 import pytest
 
-from charnn.config import Config, load_config, to_dict
+from charnn.config import Config, to_dict
+from charnn.settings import load_config
 from charnn.errors import CharnnError
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from charnn.training import checkpoint
 from charnn.cli.app import main
-from charnn.config import load_config
+from charnn.settings import load_config
 from charnn.analysis.dynamic import DynamicSettings, dynamic_loss, gradient_scales
 from charnn.nn.evaluate import evaluate_ids
 from charnn.training.loop import train

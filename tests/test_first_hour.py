@@ -12,7 +12,8 @@ import pytest
 from charnn import presets
 from charnn.training import checkpoint
 from charnn.analysis import gradients
-from charnn.config import key_hint, load_config
+from charnn.config import key_hint
+from charnn.settings import load_config
 from charnn.errors import CharnnError
 from charnn.nn.sampling import generate
 from charnn.training.loop import train

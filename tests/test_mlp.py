@@ -10,7 +10,7 @@ from charnn.nn import model
 from charnn.nn import reference
 from charnn.nn import sampling as sample
 from charnn.cli.app import main
-from charnn.config import load_config
+from charnn.settings import load_config
 from charnn.errors import CharnnError
 from charnn.training.loop import train
 from charnn.data.vocab import Vocab

@@ -13,7 +13,7 @@ import pytest
 from charnn.training import checkpoint
 from charnn.nn import reference
 from charnn.cli.app import main
-from charnn.config import load_config
+from charnn.settings import load_config
 from charnn.errors import CharnnError
 from charnn.analysis.report.page import build_report
 from charnn.training.loop import train

@@ -26,7 +26,7 @@ from charnn.data import sources as corpus
 from charnn.nn import model
 from charnn.nn import optim
 from charnn.cli.app import main
-from charnn.config import load_config
+from charnn.settings import load_config
 from charnn.errors import CharnnError
 from charnn.nn.evaluate import evaluate_ids
 from charnn.training.loop import TrainingDiverged, train

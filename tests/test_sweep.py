@@ -17,7 +17,7 @@ optuna = pytest.importorskip("optuna", reason="charnn sweep needs Optuna: pip in
 
 from charnn.sweep import study as sweeps
 from charnn.sweep import spec as sweepfile  # noqa: E402
-from charnn.config import load_config  # noqa: E402
+from charnn.settings import load_config  # noqa: E402
 from charnn.errors import CharnnError  # noqa: E402
 from charnn.training.loop import train  # noqa: E402
 

@@ -10,7 +10,7 @@ import pytest
 
 from charnn.training import checkpoint
 from charnn.nn import model
-from charnn.config import load_config
+from charnn.settings import load_config
 from charnn.errors import CharnnError
 from charnn.nn.sampling import generate
 from charnn.training.loop import Callback, TrainingDiverged, TrainingInterrupted, train

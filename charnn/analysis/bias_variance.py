@@ -25,7 +25,8 @@ import numpy as np
 
 from charnn.training import checkpoint
 from charnn.nn import model
-from charnn.config import Config, load_config
+from charnn.config import Config
+from charnn.settings import load_config
 from charnn.data.corpus import Corpus, load_corpus
 from charnn.errors import CharnnError
 from charnn.nn.evaluate import evaluate_ids

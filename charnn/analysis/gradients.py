@@ -222,17 +222,16 @@ def effective_horizon(horizon: int | None, factor: float) -> float:
     return math.inf
 
 
-def verdict(horizon: int | None, factor: float, dL_ds: np.ndarray, cell: str = "rnn") -> tuple[str, str]:
-    """A verdict that follows the measured numbers, and advice that fits it."""
+def verdict(horizon: int | None, factor: float, dL_ds: np.ndarray, cure: str | None = None) -> tuple[str, str]:
+    """A verdict that follows the measured numbers, and advice that fits it; `cure` is what to try
+    for a short memory (the cell's memory_advice; by default the Elman network's)."""
     if not np.all(np.isfinite(dL_ds)) or factor > 1.0:
         return "exploding", (
             "gradients grow going back in time: keep gradient clipping on (train.grad_clip), "
             "use a smaller init (e.g. model.init_scale 0.08) or model.init orthogonal"
         )
     reach = effective_horizon(horizon, factor)
-    cure = ("try model.init orthogonal, a larger init scale, or a gated cell (model.cell lstm or gru)"
-            if cell == "rnn" else "train longer, with a train.seq_len longer than the memory you need, "
-            "so the gates learn to hold")
+    cure = cure or "try model.init orthogonal, a larger init scale, or a gated cell (model.cell lstm or gru)"
     if reach < VANISHING_HORIZON:
         return "vanishing", f"the loss barely sees more than {reach:.0f} steps back: {cure}"
     if reach < SHORT_HORIZON:
@@ -246,11 +245,11 @@ def analyse(params: model.Params, windows: np.ndarray, cell: str, clip_fraction:
     windows = np.asarray(windows)
     if windows.ndim != 2 or windows.shape[1] < 3:
         raise CharnnError("gradient analysis needs windows of at least T+1 = 3 characters (T >= 2)")
-    if cell not in cells.RECURRENT:
+    c = cells.get(cell)
+    if not c.recurrent:
         raise CharnnError(f"the {cell} cell has no recurrent state to follow back through time: its memory is "
                           "exactly its model.context characters")
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
-    c = cells.get(cell)
     T = windows.shape[1] - 1
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         _, _, cache = model.forward(p64, windows[:, :-1], windows[:, 1:], model.zero_state(p64, len(windows), cell),
@@ -268,7 +267,7 @@ def _layer_report(c: cells.Cell, layer: int, p: dict, cc, flow: _Flow, T: int) -
     # the step producing s_{T-k} adds s_{T-k-1}^T da_{T-k} to dl_T/dW: its Frobenius norm
     contribution = np.linalg.norm(cc.h[:-1][lag_order], axis=2) * np.linalg.norm(flow.da[lag_order], axis=2)
     horizon, factor = _horizon(dL_ds), _fit_factor(dL_ds)
-    word, advice = verdict(horizon, factor, dL_ds, c.name)
+    word, advice = verdict(horizon, factor, dL_ds, c.memory_advice)
     W_rec = p[c.recurrent_weight]
     return LayerReport(
         layer=layer,
@@ -284,7 +283,7 @@ def _layer_report(c: cells.Cell, layer: int, p: dict, cc, flow: _Flow, T: int) -
         max_singular_value=float(np.linalg.norm(W_rec, 2)),
         cell=c.name,
         dL_dc=mean(flow.gc).tolist() if flow.gc is not None else None,
-        cell_path=_cell_path(c.gate_values(cc)["f"]).mean(axis=1).tolist() if flow.gc is not None else None,
+        cell_path=_cell_path(c.gate_values(cc)[c.memory_gate]).mean(axis=1).tolist() if flow.gc is not None else None,
     )
 
 

@@ -32,22 +32,43 @@ from charnn.nn import cells
 from charnn.training import checkpoint
 from charnn.analysis import gradients
 from charnn.data import synth
-from charnn.config import load_config
+from charnn.settings import load_config
 from charnn.data.corpus import load_corpus
 from charnn.errors import CharnnError
+from charnn.nn import model
 from charnn.nn.evaluate import evaluate_ids
 from charnn.files import write_text_atomically
 from charnn.analysis.figures import pyplot
 from charnn.training.loop import train
 
-CELL_SIZES = {"rnn": 130, "lstm": 64, "gru": 74}  # hidden sizes giving ~19.5k parameters with 9 symbols
+PARAMETERS = 19_500  # every cell at about this size: rnn H=130, lstm 64, gru 74, the mlp (W=16) 127
+SYMBOLS = 9  # the delay texts' vocabulary
 MLP_CONTEXT = 16
-MLP_SETTINGS = ("train.optimizer=adamw", "train.weight_decay=0.1")  # see the module docstring
+# a cell without recurrence has nothing for a curriculum to build on: it trains each K from scratch,
+# with weight decay (see the module docstring)
+FEED_FORWARD_SETTINGS = ("train.optimizer=adamw", "train.weight_decay=0.1")
 
 
-def mlp_hidden(context: int, symbols: int = 9, parameters: int = 19_500) -> int:
-    """The mlp's hidden size for about as many parameters as the recurrent cells: (W*V + 1 + V) H + V."""
-    return max(1, round((parameters - symbols) / (context * symbols + 1 + symbols)))
+def hidden_for(cell: str, context: int = MLP_CONTEXT, parameters: int = PARAMETERS, symbols: int = SYMBOLS) -> int:
+    """The hidden size whose one-layer model has closest to `parameters` parameters."""
+    window = context if cells.get(cell).windowed else 1
+
+    def count(H: int) -> int:
+        return sum(int(np.prod(s)) for s in model.param_shapes(symbols, H, 1, cell, window).values())
+
+    H = 1
+    while count(H + 1) <= parameters:
+        H += 1
+    return H if parameters - count(H) <= count(H + 1) - parameters else H + 1
+
+
+def check_cells(names: list[str]) -> None:
+    """Cells the experiment can compare: any registered one."""
+    unknown = [name for name in names if name not in cells.CELLS]
+    if unknown or not names:
+        raise CharnnError(f"--cells {','.join(names)!r}: choose among {', '.join(cells.CELLS)}")
+
+
 FULL = ((2, 40), (5, 40), (10, 80), (20, 100), (40, 120), (80, 150))  # (K, seconds of training)
 QUICK = ((2, 12), (5, 12), (10, 16))
 TEXT_CHARS = 400_000
@@ -72,9 +93,11 @@ def parse_stages(text: str) -> tuple[tuple[int, float], ...]:
 def stage_overrides(cell: str, lag: int, seconds: float, data: Path, runs: Path, init_from: Path | None,
                     seed: int, hidden: int | None, context: int = MLP_CONTEXT) -> list[str]:
     """One stage's training settings, as overrides of an empty config."""
-    size = hidden or (mlp_hidden(context) if cell == "mlp" else CELL_SIZES[cell])
-    window = [f"model.context={context}", *MLP_SETTINGS] if cell == "mlp" else []
-    return window + [
+    c = cells.get(cell)
+    size = hidden or hidden_for(cell, context)
+    window = [f"model.context={context}"] if c.windowed else []
+    settings = [] if c.recurrent else list(FEED_FORWARD_SETTINGS)
+    return window + settings + [
             f"data.path={data}", "data.val_fraction=0.1", f"model.cell={cell}",
             f"model.hidden_size={size}", "train.batch_size=32", f"train.seq_len={max(64, 2 * lag)}",
             "train.steps=10000000", f"train.max_minutes={seconds / 60}", "train.lr=3e-3", "train.lr_schedule=cosine",
@@ -90,7 +113,7 @@ def _score(ckpt_path: Path, cfg, text: synth.SynthText) -> dict:
     loss = evaluate_ids(params, val, cell=cfg.model.cell).nats_per_char
     scored = slice(len(corpus.train), len(corpus.train) + len(val) - 1)  # the oracles' losses of val[1:]
     best, nomem = float(text.best[scored].mean()), float(text.nomem[scored].mean())
-    if cfg.model.cell in cells.RECURRENT:
+    if cells.get(cfg.model.cell).recurrent:
         windows = gradients.sample_windows(val, 100, 4, np.random.default_rng(0))
         horizon = gradients.analyse(params, windows, cfg.model.cell).layers[0].horizon
         horizon = "beyond 100" if horizon is None else horizon
@@ -124,7 +147,7 @@ def run(cell_names, stages, seeds, overrides=(), hidden: int | None = None, text
                     cfg = load_config(empty, base + list(overrides))
                     result = train(cfg, tmp / "runs" / cfg.run.name, force=True)
                     last = tmp / "runs" / cfg.run.name / "latest.npz"
-                    previous = None if cell == "mlp" else last  # the curriculum is for recurrent cells
+                    previous = last if cells.get(cell).recurrent else None  # the curriculum is for recurrent cells
                     row = {"cell": cell, "K": lag, "seed": seed, "seconds": round(result.elapsed_s, 1),
                            "steps": result.step, **_score(last, cfg, texts[lag])}
                     rows.append(row)

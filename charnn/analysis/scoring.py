@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from charnn.training import checkpoint
-from charnn.config import from_dict
+from charnn.settings import from_dict
 from charnn.data.corpus import checkpoint_split
 from charnn.analysis.dynamic import DynamicSettings, dynamic_loss, gradient_scales
 from charnn.errors import CharnnError

@@ -9,7 +9,7 @@ import numpy as np
 
 from charnn.training import checkpoint
 from charnn.nn import model
-from charnn.config import from_dict, load_config
+from charnn.settings import from_dict, load_config
 from charnn.data.corpus import Corpus, load_corpus
 from charnn.errors import CharnnError
 from charnn.data.vocab import Vocab

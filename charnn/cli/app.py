@@ -471,7 +471,7 @@ def data_prepare(
 
     Example: charnn data prepare configs/shakespeare.yaml
     """
-    from charnn.config import load_config
+    from charnn.settings import load_config
     from charnn.data.corpus import load_corpus
     from charnn.cli.display import corpus_summary, stderr_console, stdout_console
 
@@ -547,9 +547,7 @@ def experiment_memory_span(
     from charnn.cli.display import memory_span_table, stderr_console, stdout_console
 
     names = [c.strip() for c in cells_.split(",") if c.strip()]
-    unknown = [c for c in names if c not in memory_span.CELL_SIZES and c != "mlp"]
-    if unknown or not names:
-        raise CharnnError(f"--cells {cells_!r}: choose among rnn, lstm, gru, mlp")
+    memory_span.check_cells(names)
     if context < 1:
         raise CharnnError(f"--context must be >= 1 (got {context})")
     try:

@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from charnn.nn import cells
+from charnn.config import ModelConfig
 from charnn.errors import CharnnError
+from charnn.nn import cells
+from charnn.nn.encoders import encoder
 from charnn.nn.workspace import FRESH, Workspace
 
 Params = dict[str, np.ndarray]
 
-INITS = ("normal", "uniform", "xavier", "orthogonal")
-CELLS = tuple(cells.CELLS)
 
 
 def param_shapes(vocab_size: int, hidden_size: int, num_layers: int, cell: str = "rnn",
@@ -55,7 +55,7 @@ def param_shapes(vocab_size: int, hidden_size: int, num_layers: int, cell: str =
     c = cells.get(cell)
     shapes: dict[str, tuple[int, ...]] = {}
     for layer in range(num_layers):
-        fan_in = c.first_fan_in(vocab_size, context) if layer == 0 else hidden_size
+        fan_in = encoder(c.windowed, context).fan_in(vocab_size) if layer == 0 else hidden_size
         shapes.update({f"rnn.{layer}.{k}": s for k, s in c.param_shapes(fan_in, hidden_size).items()})
     shapes["head.W_hy"] = (hidden_size, vocab_size)
     shapes["head.b_y"] = (vocab_size,)
@@ -70,19 +70,31 @@ def _orthogonal(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     return q if shape[0] >= shape[1] else q.T
 
 
-def _init_matrix(init: str, shape: tuple[int, int], gates: int, recurrent: bool, scale: float,
-                 rng: np.random.Generator) -> np.ndarray:
-    """normal N(0, scale^2); uniform U(+-scale); xavier per gate block; orthogonal gate blocks
-    for the recurrent matrix (xavier for the others)."""
-    block = (shape[0], shape[1] // gates)
-    if init == "normal":
-        return rng.normal(0.0, scale, shape)
-    if init == "uniform":
-        return rng.uniform(-scale, scale, shape)
-    if init == "orthogonal" and recurrent:
-        return np.concatenate([_orthogonal(block, rng) for _ in range(gates)], axis=1)
-    bound = np.sqrt(6.0 / (block[0] + block[1]))
+# model.init: name -> init(shape, gates, recurrent, scale, rng), a fresh matrix drawn from rng
+
+
+def _normal(shape, gates, recurrent, scale, rng):
+    return rng.normal(0.0, scale, shape)  # N(0, scale^2)
+
+
+def _uniform(shape, gates, recurrent, scale, rng):
+    return rng.uniform(-scale, scale, shape)  # U(+-scale)
+
+
+def _xavier(shape, gates, recurrent, scale, rng):
+    """U(+-sqrt(6 / (fan_in + fan_out))) with the fan-out of one gate block."""
+    bound = np.sqrt(6.0 / (shape[0] + shape[1] // gates))
     return rng.uniform(-bound, bound, shape)
+
+
+def _orthogonal_blocks(shape, gates, recurrent, scale, rng):
+    """Orthogonal gate blocks for the recurrent matrix; xavier for the others."""
+    if not recurrent:
+        return _xavier(shape, gates, recurrent, scale, rng)
+    return np.concatenate([_orthogonal((shape[0], shape[1] // gates), rng) for _ in range(gates)], axis=1)
+
+
+INITS = {"normal": _normal, "uniform": _uniform, "xavier": _xavier, "orthogonal": _orthogonal_blocks}
 
 
 def init_params(vocab_size: int, hidden_size: int, num_layers: int = 1, *, init: str = "uniform",
@@ -98,8 +110,8 @@ def init_params(vocab_size: int, hidden_size: int, num_layers: int = 1, *, init:
             w = np.zeros(shape)
         else:
             layer_matrix = name.startswith("rnn.")
-            w = _init_matrix(init, shape, c.gates if layer_matrix else 1,
-                             c.recurrent_weight is not None and name.endswith("." + c.recurrent_weight), scale, rng)
+            w = INITS[init](shape, c.gates if layer_matrix else 1,
+                            c.recurrent_weight is not None and name.endswith("." + c.recurrent_weight), scale, rng)
         params[name] = np.ascontiguousarray(w, dtype=dtype)
     for layer in range(num_layers):
         c.init_biases(layer_params(params, layer), hidden_size)
@@ -109,7 +121,7 @@ def init_params(vocab_size: int, hidden_size: int, num_layers: int = 1, *, init:
     return params
 
 
-def init_for(m, vocab_size: int, rng: np.random.Generator, dtype=None) -> Params:
+def init_for(m: ModelConfig, vocab_size: int, rng: np.random.Generator, dtype=None) -> Params:
     """Fresh parameters as a ModelConfig describes them (dtype: the config's unless given)."""
     return init_params(vocab_size, m.hidden_size, m.num_layers, init=m.init, scale=m.init_scale, rng=rng,
                        dtype=np.dtype(dtype or m.dtype), cell=m.cell, gate_init=m.gate_init,
@@ -127,18 +139,48 @@ def layer_params(params: Params, layer: int) -> dict[str, np.ndarray]:
 
 
 def context_of(params: Params, cell: str) -> int:
-    """Characters layer 0 reads at once: 1, or the MLP's context (its input rows / V)."""
+    """Characters layer 0 reads at once: 1, or a windowed cell's context (its input rows / V)."""
     c = cells.get(cell)
     return params[f"rnn.0.{c.input_weight}"].shape[0] // params["head.W_hy"].shape[1]
 
 
+def encoder_of(params: Params, cell: str):
+    """The encoder layer 0 reads through (charnn/nn/encoders.py)."""
+    return encoder(cells.get(cell).windowed, context_of(params, cell))
+
+
+def carried_widths(cell: str, hidden_size: int, num_layers: int, context: int = 1) -> list[int]:
+    """Per layer, the width of what it carries to the next chunk: its cell's state, except that
+    layer 0 of a windowed cell (which has no state) carries its encoder's last characters."""
+    c = cells.get(cell)
+    widths = [c.state_width(hidden_size)] * num_layers
+    if c.windowed:
+        widths[0] = encoder(True, context).context_width()
+    return widths
+
+
 def zero_state(params: Params, batch_size: int, cell: str) -> list[np.ndarray]:
     """The initial carried state: one (B, w) zero array per layer (w = H, or 2H for the LSTM;
-    for the MLP, W - 1 characters at layer 0 and nothing above)."""
+    for a windowed cell, W - 1 characters at layer 0 (int ids + 1, 0 = "before the text") and
+    nothing above)."""
     W_hy = params["head.W_hy"]
-    c, context = cells.get(cell), context_of(params, cell)
-    return [np.zeros((batch_size, c.carried_width(W_hy.shape[0], layer, context)), W_hy.dtype)
-            for layer in range(num_layers_of(params))]
+    widths = carried_widths(cell, W_hy.shape[0], num_layers_of(params), context_of(params, cell))
+    state = [np.zeros((batch_size, w), W_hy.dtype) for w in widths]
+    if cells.get(cell).windowed:
+        state[0] = state[0].astype(np.int64)
+    return state
+
+
+def carry_for_file(state: list[np.ndarray], dtype) -> list[np.ndarray]:
+    """The carried state as a checkpoint stores it: every layer in the model's float dtype."""
+    return [np.asarray(s, dtype) for s in state]
+
+
+def carry_from_file(state: list[np.ndarray], cell: str) -> list[np.ndarray]:
+    """The carried state a checkpoint stored, as the model uses it (a window's characters as ints)."""
+    if cells.get(cell).windowed and state:
+        state = [np.rint(state[0]).astype(np.int64), *state[1:]]
+    return state
 
 
 # ---- loss -----------------------------------------------------------------------------
@@ -203,7 +245,7 @@ class ForwardCache:
     masks: list  # per layer: the inverted-dropout mask on its output ((T or 1, B, H)), or None
     weight_masks: list  # per layer: the DropConnect mask on its recurrent matrix, or None
     input_mask: np.ndarray | None  # (V,): which characters (rows of layer 0's input matrix) were kept
-    first_state: np.ndarray | None  # layer 0's initial state (the MLP's carried characters)
+    context: np.ndarray  # (B, W-1) the characters layer 0's encoder carried in ((B, 0) for one at a time)
     head_input: np.ndarray  # (T*B, H) top-layer outputs after dropout
     probs: np.ndarray  # (T*B, V) softmax probabilities
     cell_caches: list  # per layer: the cell's own cache
@@ -228,7 +270,7 @@ class Noise:
     input_dropout: float = 0.0
 
     @classmethod
-    def of(cls, m) -> "Noise":
+    def of(cls, m: ModelConfig) -> "Noise":
         """The noise a ModelConfig asks for."""
         return cls(m.dropout, m.dropout_mode == "locked", m.weight_drop, m.input_dropout)
 
@@ -274,54 +316,48 @@ def _input_part(p: dict, c, x: np.ndarray, out: np.ndarray) -> None:
 def forward(params: Params, ids: np.ndarray, targets: np.ndarray, h0: list[np.ndarray], *, cell: str,
             noise: Noise = NO_NOISE, rng: np.random.Generator | None = None,
             ws: Workspace = FRESH) -> tuple[float, list[np.ndarray], ForwardCache]:
-    """Loss of one chunk. ids, targets: (B, T) ints; h0: per layer (B, w).
+    """Loss of one chunk. ids, targets: (B, T) ints; h0: per layer what it carries in (zero_state).
 
-    Returns (mean loss in nats/char, last state per layer, cache for backward). The masks of
-    `noise` are drawn from rng in a fixed order: input rows, then per layer the recurrent
-    matrix's and the output's.
+    Returns (mean loss in nats/char, what each layer carries out, cache for backward). The
+    masks of `noise` are drawn from rng in a fixed order: input rows, then per layer the
+    recurrent matrix's and the output's.
     """
     if noise.any and rng is None:
         raise ValueError("dropout needs an rng")
     B, T = ids.shape
     if T < 1:
         raise CharnnError("a chunk needs at least one time step (seq_len >= 1)")
-    c = cells.get(cell)
+    c, enc = cells.get(cell), encoder_of(params, cell)
     W_hy = params["head.W_hy"]
     H, V = W_hy.shape
     N, dtype = T * B, W_hy.dtype
     ids_tm = np.ascontiguousarray(ids.T)  # (T, B)
     if ids_tm.size and (ids_tm.max() >= V or ids_tm.min() < 0):
         raise IndexError(f"input id out of range for a vocabulary of {V} characters")
+    carries_context = enc.context_width() > 0
+    context = h0[0] if carries_context else np.zeros((B, 0), np.int64)
     cache = ForwardCache(cell=cell, ids=ids_tm, targets=np.ascontiguousarray(targets.T).reshape(N), outputs=[],
-                         layer_inputs=[], masks=[], weight_masks=[], input_mask=None, first_state=h0[0],
+                         layer_inputs=[], masks=[], weight_masks=[], input_mask=None, context=context,
                          head_input=None, probs=None, cell_caches=[])
     if noise.input_dropout:
         cache.input_mask = _dropout_mask((V,), noise.input_dropout, rng, dtype)
     x, last_states = None, []
     for layer in range(len(h0)):
-        if noise.weight_drop:  # (the config allows it only for cells with a recurrent matrix)
-            W_rec = params[f"rnn.{layer}.{c.recurrent_weight}"]
-            cache.weight_masks.append(_dropout_mask(W_rec.shape, noise.weight_drop, rng, dtype))
+        p = _layer_with_masks(params, layer, c, cache, noise, rng)
+        xa = ws.take((T + 1, B, c.gates * H), dtype)  # row 0 spare; handed to the cell (see Cell.forward)
+        if layer == 0:
+            carried = enc.input_part(p[c.input_weight], p[c.input_bias], ids_tm, context, xa[1:])
+            state0 = np.zeros((B, 0), dtype) if carries_context else h0[0]
         else:
-            cache.weight_masks.append(None)
-        p = _noisy_layer(params, layer, c, cache)
-        xa = ws.take((T + 1, B, c.gates * H), dtype)  # row 0 spare (see Cell.forward)
-        carried = c.input_part(p, ids_tm, h0[0], xa[1:]) if layer == 0 else _input_part(p, c, x, xa[1:])
-        h, last, cell_cache = c.forward(xa, h0[layer], p, ws)
-        if carried is not None:
-            last = carried
-        if not any(b is xa for b in cell_cache.buffers):
-            ws.give(xa)
+            _input_part(p, c, x, xa[1:])
+            carried, state0 = None, h0[layer]
+        h, last, cell_cache = c.forward(xa, state0, p, ws)
         cache.buffers.extend(cell_cache.buffers)
         cache.outputs.append(h)
         cache.cell_caches.append(cell_cache)
         cache.layer_inputs.append(x)
-        last_states.append(last)
-        x, mask = h[1:], None
-        if noise.dropout:
-            mask = _dropout_mask((1,) + x.shape[1:] if noise.locked else x.shape, noise.dropout, rng, dtype)
-            x = x * mask
-        cache.masks.append(mask)
+        last_states.append(carried if carried is not None else last)
+        x = _dropped(h[1:], noise, rng, cache)
     cache.head_input = x.reshape(N, H)
     logits = ws.take((N, V), dtype)
     cache.buffers.append(logits)
@@ -330,6 +366,26 @@ def forward(params: Params, ids: np.ndarray, targets: np.ndarray, h0: list[np.nd
     loss = _softmax_cross_entropy_rows(logits, np.arange(0, N * V, V) + cache.targets)
     cache.probs = logits
     return loss, last_states, cache
+
+
+def _layer_with_masks(params: Params, layer: int, c, cache: ForwardCache, noise: Noise, rng) -> dict:
+    """Draw the layer's DropConnect mask (if any) into the cache, and return its parameters as the chunk sees them."""
+    mask = None
+    if noise.weight_drop:  # (the config allows it only for cells with a recurrent matrix)
+        W_rec = params[f"rnn.{layer}.{c.recurrent_weight}"]
+        mask = _dropout_mask(W_rec.shape, noise.weight_drop, rng, W_rec.dtype)
+    cache.weight_masks.append(mask)
+    return _noisy_layer(params, layer, c, cache)
+
+
+def _dropped(h: np.ndarray, noise: Noise, rng, cache: ForwardCache) -> np.ndarray:
+    """A layer's output as the next layer (or the head) reads it: times its dropout mask, recorded in the cache."""
+    mask = None
+    if noise.dropout:
+        mask = _dropout_mask((1,) + h.shape[1:] if noise.locked else h.shape, noise.dropout, rng, h.dtype)
+        h = h * mask
+    cache.masks.append(mask)
+    return h
 
 
 def backward(params: Params, cache: ForwardCache, ws: Workspace = FRESH) -> tuple[Params, list[np.ndarray]]:
@@ -341,7 +397,7 @@ def backward(params: Params, cache: ForwardCache, ws: Workspace = FRESH) -> tupl
     """
     if cache.released:
         raise ValueError("this forward cache was released to its workspace; run forward again")
-    c = cells.get(cache.cell)
+    c, enc = cells.get(cache.cell), encoder_of(params, cache.cell)
     T, B = cache.ids.shape
     N = T * B
     W_hy = params["head.W_hy"]
@@ -359,22 +415,20 @@ def backward(params: Params, cache: ForwardCache, ws: Workspace = FRESH) -> tupl
         if cache.masks[layer] is not None:
             dx *= cache.masks[layer]
         p = _noisy_layer(params, layer, c, cache)
-        dxa, layer_grads, dstate0 = c.backward(dx, cache.cell_caches[layer], p, ws)  # may consume dx
+        dxa, layer_grads, dstate0 = c.backward(dx, cache.cell_caches[layer], p, ws)  # dx is the cell's now
         if cache.weight_masks[layer] is not None:  # DropConnect: only the kept entries learn
             layer_grads[c.recurrent_weight] *= cache.weight_masks[layer]
         dxa2 = dxa.reshape(N, -1)
         layer_grads[c.input_bias] = dxa2.sum(axis=0)
         if layer == 0:
-            layer_grads[c.input_weight] = c.input_grads(dxa2, cache.ids, cache.first_state, p, ws)
+            layer_grads[c.input_weight] = enc.input_grads(dxa2, cache.ids, cache.context, p[c.input_weight], ws)
             if cache.input_mask is not None:  # a dropped character's rows get no gradient
                 layer_grads[c.input_weight] *= _row_mask(cache.input_mask, p[c.input_weight].shape[0])
         else:
             layer_grads[c.input_weight] = cache.layer_inputs[layer].reshape(N, H).T @ dxa2
-            dx_below = ws.take((T, B, H), W_hy.dtype)
-            np.matmul(dxa2, np.ascontiguousarray(p[c.input_weight].T), out=dx_below.reshape(N, H))
-        ws.give(dx, *([dxa] if dxa is not dx else []))
-        if layer > 0:
-            dx = dx_below
+            dx = ws.take((T, B, H), W_hy.dtype)
+            np.matmul(dxa2, np.ascontiguousarray(p[c.input_weight].T), out=dx.reshape(N, H))
+        ws.give(dxa)
         grads.update({f"rnn.{layer}.{k}": g for k, g in layer_grads.items()})
         dh0.append(dstate0)
     dh0.reverse()

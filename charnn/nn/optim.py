@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 
-OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
-SCHEDULES = ("constant", "step", "cosine")
 CLIP_MODES = ("norm", "value")
 
 
@@ -52,7 +51,7 @@ def clip_gradients(grads: dict[str, np.ndarray], max_value: float, mode: str = "
     return norm, clipped
 
 
-# ---- optimizers --------------------------------------------------------------------------
+# ---- optimizers ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -70,13 +69,78 @@ class OptimizerSpec:
     weight_decay: float = 0.0  # L2 on matrices; decoupled for adamw
 
 
+# Each update changes one parameter p and its slots in place: update(p, g, slots, spec, lr, t, decays),
+# g its gradient (scratch: may be overwritten), slots its running state by slot name, t the step
+# count (1 at the first update), decays whether weight decay applies to it (matrices only).
 
-_SLOTS = {"sgd": ("v",), "adagrad": ("g2",), "rmsprop": ("g2",), "adam": ("m", "v"), "adamw": ("m", "v")}
+
+def _sgd(p, g, slots, spec, lr, t, decays):
+    f = p.dtype.type
+    v = slots["v"]
+    v *= f(spec.momentum)
+    v += g
+    if spec.nesterov:
+        g += f(spec.momentum) * v
+        p -= f(lr) * g
+    else:
+        p -= f(lr) * v
+
+
+def _adagrad(p, g, slots, spec, lr, t, decays):
+    f = p.dtype.type
+    g2 = slots["g2"]
+    g2 += g * g
+    p -= f(lr) * g / (np.sqrt(g2) + f(spec.eps))
+
+
+def _rmsprop(p, g, slots, spec, lr, t, decays):
+    f = p.dtype.type
+    g2 = slots["g2"]
+    g2 *= f(spec.alpha)
+    g2 += f(1 - spec.alpha) * g * g
+    p -= f(lr) * g / (np.sqrt(g2) + f(spec.eps))
+
+
+def _adam(p, g, slots, spec, lr, t, decays, decoupled=False):
+    f = p.dtype.type
+    m, v = slots["m"], slots["v"]
+    m *= f(spec.beta1)
+    m += f(1 - spec.beta1) * g
+    v *= f(spec.beta2)
+    v += f(1 - spec.beta2) * g * g
+    # bias-corrected moments, eps added after correction (as PyTorch does)
+    denom = np.sqrt(v)
+    denom *= f(1 / math.sqrt(1 - spec.beta2**t))
+    denom += f(spec.eps)
+    if decoupled and decays:
+        p *= f(1 - lr * spec.weight_decay)  # decoupled weight decay (AdamW)
+    p -= f(lr / (1 - spec.beta1**t)) * m / denom
+
+
+def _adamw(p, g, slots, spec, lr, t, decays):
+    _adam(p, g, slots, spec, lr, t, decays, decoupled=True)
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    slots: tuple[str, ...]  # running state per parameter, e.g. Adam's first and second moments
+    update: Callable  # the update above
+    decoupled_decay: bool = False  # weight decay applied by the update itself (AdamW), not added to g
+
+
+OPTIMIZERS: dict[str, Optimizer] = {
+    "sgd": Optimizer(("v",), _sgd),
+    "adagrad": Optimizer(("g2",), _adagrad),
+    "rmsprop": Optimizer(("g2",), _rmsprop),
+    "adam": Optimizer(("m", "v"), _adam),
+    "adamw": Optimizer(("m", "v"), _adamw, decoupled_decay=True),
+}
 
 
 def init_state(spec: OptimizerSpec, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Zeroed running state: one array per slot and parameter, plus the step count."""
-    state = {f"{slot}.{name}": np.zeros_like(p) for slot in _SLOTS[spec.optimizer] for name, p in params.items()}
+    slots = OPTIMIZERS[spec.optimizer].slots
+    state = {f"{slot}.{name}": np.zeros_like(p) for slot in slots for name, p in params.items()}
     state["t"] = np.zeros((), dtype=np.int64)
     return state
 
@@ -91,47 +155,33 @@ def apply_update(
     """One optimizer step, in place on params and state. May overwrite grads (scratch)."""
     state["t"] += 1
     t = int(state["t"])
+    opt = OPTIMIZERS[spec.optimizer]
     wd = spec.weight_decay
     for name, p in params.items():
         g = grads[name]
-        f = p.dtype.type
-        decays = wd and p.ndim >= 2  # matrices only: decaying biases only adds bias
-        if decays and spec.optimizer != "adamw":
-            g += f(wd) * p  # coupled L2: part of the gradient
-        if spec.optimizer == "sgd":
-            v = state[f"v.{name}"]
-            v *= f(spec.momentum)
-            v += g
-            if spec.nesterov:
-                g += f(spec.momentum) * v
-                p -= f(lr) * g
-            else:
-                p -= f(lr) * v
-        elif spec.optimizer == "adagrad":
-            g2 = state[f"g2.{name}"]
-            g2 += g * g
-            p -= f(lr) * g / (np.sqrt(g2) + f(spec.eps))
-        elif spec.optimizer == "rmsprop":
-            g2 = state[f"g2.{name}"]
-            g2 *= f(spec.alpha)
-            g2 += f(1 - spec.alpha) * g * g
-            p -= f(lr) * g / (np.sqrt(g2) + f(spec.eps))
-        else:  # adam, adamw
-            m, v = state[f"m.{name}"], state[f"v.{name}"]
-            m *= f(spec.beta1)
-            m += f(1 - spec.beta1) * g
-            v *= f(spec.beta2)
-            v += f(1 - spec.beta2) * g * g
-            # bias-corrected moments, eps added after correction (as PyTorch does)
-            denom = np.sqrt(v)
-            denom *= f(1 / math.sqrt(1 - spec.beta2**t))
-            denom += f(spec.eps)
-            if spec.optimizer == "adamw" and decays:
-                p *= f(1 - lr * wd)  # decoupled weight decay
-            p -= f(lr / (1 - spec.beta1**t)) * m / denom
+        decays = bool(wd and p.ndim >= 2)  # matrices only: decaying biases only adds bias
+        if decays and not opt.decoupled_decay:
+            g += p.dtype.type(wd) * p  # coupled L2: part of the gradient
+        opt.update(p, g, {slot: state[f"{slot}.{name}"] for slot in opt.slots}, spec, lr, t, decays)
 
 
 # ---- learning-rate schedules ---------------------------------------------------------------
+
+
+def _constant(s: "Schedule", step: int, progress: float) -> float:
+    return s.lr
+
+
+def _step_decay(s: "Schedule", step: int, progress: float) -> float:
+    return s.lr * s.decay_rate ** ((step - s.warmup_steps) // s.decay_every)
+
+
+def _cosine(s: "Schedule", step: int, progress: float) -> float:
+    progress = min(max(progress, 0.0), 1.0)
+    return s.min_lr + 0.5 * (s.lr - s.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+SCHEDULES: dict[str, Callable] = {"constant": _constant, "step": _step_decay, "cosine": _cosine}
 
 
 @dataclass(frozen=True)
@@ -151,12 +201,7 @@ class Schedule:
         """Learning rate for 0-based `step`; progress in [0, 1] is how much of the run is done."""
         if step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps
-        if self.lr_schedule == "step":
-            return self.lr * self.decay_rate ** ((step - self.warmup_steps) // self.decay_every)
-        if self.lr_schedule == "cosine":
-            progress = min(max(progress, 0.0), 1.0)
-            return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * progress))
-        return self.lr
+        return SCHEDULES[self.lr_schedule](self, step, progress)
 
 
 def from_config(cls, section):

@@ -12,22 +12,31 @@ from charnn.errors import CharnnError
 from charnn.data.vocab import Vocab
 
 
-def _next_logits(params: model.Params, c, layers: list, char_id: int, state: list) -> np.ndarray:
-    """Advance every layer's state by one character (in place in `state`); the next-character logits.
+class Reader:
+    """One stream of text read one character at a time, from a zero state: `logits(char_id)` reads
+    a character and returns the next-character logits. The state lives here: each layer's cell
+    state and the characters layer 0's encoder keeps (a window's last W - 1)."""
 
-    layers: per layer (its parameters, the input table): layer 0's table holds W_in + b_in, so
-    its input part is one row lookup.
-    """
-    x = None
-    for layer, (p, table) in enumerate(layers):
-        if layer == 0:
-            xa, carried = c.read_one(p, table, char_id, state[0])
+    def __init__(self, params: model.Params, cell: str):
+        self.c, self.params = cells.get(cell), params
+        self.layers = [model.layer_params(params, i) for i in range(model.num_layers_of(params))]
+        p0, enc = self.layers[0], model.encoder_of(params, cell)
+        self.read = enc.reader(p0[self.c.input_weight], p0[self.c.input_bias])  # layer 0: row lookups
+        zero = [s[0] for s in model.zero_state(params, 1, cell)]
+        H = params["head.W_hy"].shape[0]
+        if enc.context_width():  # layer 0's carried slot holds the encoder's characters, not a cell state
+            self.context, zero[0] = zero[0], np.zeros(self.c.state_width(H), params["head.W_hy"].dtype)
         else:
-            xa, carried = x @ p[c.input_weight] + p[c.input_bias], None
-        x, state[layer] = c.step(xa, state[layer], p)
-        if carried is not None:
-            state[layer] = carried
-    return x @ params["head.W_hy"] + params["head.b_y"]
+            self.context = None
+        self.states = zero
+
+    def logits(self, char_id: int) -> np.ndarray:
+        c = self.c
+        xa, self.context = self.read(char_id, self.context)
+        x, self.states[0] = c.step(xa, self.states[0], self.layers[0])
+        for layer, p in enumerate(self.layers[1:], start=1):
+            x, self.states[layer] = c.step(x @ p[c.input_weight] + p[c.input_bias], self.states[layer], p)
+        return x @ self.params["head.W_hy"] + self.params["head.b_y"]
 
 
 def _choose(logits: np.ndarray, temperature: float, top_k: int, greedy: bool, rng: np.random.Generator) -> int:
@@ -101,12 +110,7 @@ def first_character(vocab: Vocab, char_counts, greedy: bool, rng: np.random.Gene
 
 
 def _generate(params, cell, vocab, prime, length, temperature, top_k, greedy, rng, char_counts) -> Iterator[str]:
-    c = cells.get(cell)
-    layers = []
-    for i in range(model.num_layers_of(params)):
-        p = model.layer_params(params, i)
-        layers.append((p, p[c.input_weight] + p[c.input_bias] if i == 0 else None))
-    state = [s[0] for s in model.zero_state(params, 1, cell)]
+    reader = Reader(params, cell)
     if prime:
         ids = vocab.encode(prime)
     elif length > 0 and LINE_BREAK in vocab.chars:
@@ -118,9 +122,9 @@ def _generate(params, cell, vocab, prime, length, temperature, top_k, greedy, rn
     else:
         return
     for char_id in ids[:-1]:
-        _next_logits(params, c, layers, int(char_id), state)
+        reader.logits(int(char_id))
     current = int(ids[-1])
     for _ in range(length):
-        logits = _next_logits(params, c, layers, current, state)
+        logits = reader.logits(current)
         current = _choose(logits, temperature, top_k, greedy, rng)
         yield vocab.chars[current]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from charnn.config import Config, load_config, preset_path, read_yaml
+from charnn.config import Config, preset_path, read_yaml
+from charnn.settings import load_config
 
 SMALL_FILE_BYTES = 1 << 20  # larger files fit the preset's batch whatever their encoding
 

@@ -21,7 +21,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from charnn.config import Config, key_hint, load_config, read_yaml, suggest
+from charnn.config import Config, key_hint, read_yaml, suggest
+from charnn.settings import load_config
 from charnn.errors import CharnnError
 
 SWEEP_KEYS = ("name", "base", "space", "trials", "trial", "objective", "pruner", "sampler")

@@ -28,7 +28,8 @@ from collections import Counter
 from pathlib import Path
 
 from charnn import hints
-from charnn.config import Config, dump_yaml, from_dict, load_config, to_dict
+from charnn.config import Config, dump_yaml, to_dict
+from charnn.settings import from_dict, load_config
 from charnn.sweep.spec import Sweep
 from charnn.errors import CharnnError
 from charnn.files import write_text_atomically

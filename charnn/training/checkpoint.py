@@ -25,7 +25,7 @@ from charnn import __version__, hints
 from charnn.nn import cells
 from charnn.nn import model
 from charnn.training import npzsafe
-from charnn.config import from_dict
+from charnn.settings import from_dict
 from charnn.errors import CharnnError
 from charnn.files import replaced_atomically
 from charnn.nn.optim import OptimizerSpec, init_state
@@ -114,7 +114,8 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
     meta = dict(ckpt.meta, format=FORMAT, version=VERSION)
     arrays = dict(ckpt.params)
     arrays.update({f"optim.{k}": v for k, v in ckpt.optim_state.items()})
-    arrays.update({f"state.{i}": h for i, h in enumerate(ckpt.hidden)})
+    dtype = next(iter(ckpt.params.values())).dtype if ckpt.params else np.float32
+    arrays.update({f"state.{i}": h for i, h in enumerate(model.carry_for_file(ckpt.hidden, dtype))})
     for name, value in arrays.items():
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             raise NonFiniteError(f"{name} holds NaN or infinite values; {path} was not written")
@@ -152,6 +153,7 @@ def load(path: str | Path) -> Checkpoint:
                 raise _corrupted(path, e) from None
     optim = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
     hidden = [arrays[f"state.{layer}"] for layer in range(sum(k.startswith("state.") for k in arrays))]
+    hidden = model.carry_from_file(hidden, meta["config"]["model"].get("cell", "rnn"))
     params = {k: v for k, v in arrays.items() if not k.startswith(("optim.", "state."))}
     try:
         model.check_finite(params)
@@ -309,9 +311,8 @@ def _expected_arrays(path: Path, meta: dict, max_layers: int) -> dict[str, tuple
     for key, value in init_state(OptimizerSpec(optimizer=t.optimizer), {k: np.empty(0, dtype) for k in shapes}).items():
         param = key.partition(".")[2]
         expected[f"optim.{key}"] = (value.dtype, shapes[param] if param in shapes else value.shape)
-    c = cells.get(m.cell)
-    for layer in range(m.num_layers):
-        expected[f"state.{layer}"] = (dtype, (t.batch_size, c.carried_width(m.hidden_size, layer, m.window)))
+    for layer, width in enumerate(model.carried_widths(m.cell, m.hidden_size, m.num_layers, m.window)):
+        expected[f"state.{layer}"] = (dtype, (t.batch_size, width))
     return expected
 
 

@@ -130,7 +130,7 @@ def training_target(path: str | Path | None, overrides: list[str], *, resume: bo
     and with --resume gives the run that many minutes more than it has trained.
     """
     from charnn import presets
-    from charnn.config import load_config
+    from charnn.settings import load_config
 
     if minutes is not None and not minutes > 0:
         raise CharnnError(f"--minutes must be > 0 (got {minutes:g})")

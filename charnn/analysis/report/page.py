@@ -351,7 +351,7 @@ def page(title: str, sections: list[str], has_script: bool) -> str:
 
 def _corpus_info(run: Run):
     """(corpus or None, 'data' summary line): the corpus is needed only for its validation text."""
-    from charnn.config import from_dict
+    from charnn.settings import from_dict
     from charnn.data.corpus import load_corpus
 
     d = run.config.get("data", {})
@@ -405,7 +405,7 @@ def _gradient_section(run: Run, corpus, ids: np.ndarray) -> str:
     from charnn.nn import cells
     from charnn.analysis import gradients
 
-    if run.best.cell not in cells.RECURRENT:
+    if not cells.get(run.best.cell).recurrent:
         return (f"<p class=note>The {_esc(run.best.cell)} cell has no recurrent state: it sees exactly its "
                 f"model.context characters, and no gradient flows back further.</p>")
     if corpus is not None:

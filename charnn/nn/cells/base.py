@@ -1,14 +1,26 @@
-"""The interface every recurrent cell implements.
+"""The interface every cell implements, and the defaults a cell may keep.
 
-A cell is one module holding one class; the registry (charnn/cells/__init__.py) maps the
-config's `model.cell` to an instance, and nothing else in charnn asks which cell it holds.
-Letters: T steps, B streams, H units per layer, k gate blocks (Elman 1, LSTM 4, GRU 3), w the
-width of the carried state (H, or 2H for the LSTM's [h | c]). Arrays are time-major; `p` is
-one layer's parameters by short name (the checkpoint key without its "rnn.{l}." prefix).
+A cell is one module holding one class; the registry (charnn/nn/cells/__init__.py) maps the
+config's `model.cell` to an instance, and nothing outside this package asks which cell it
+holds: callers read the attributes below. Letters: T steps, B streams, H units per layer,
+k gate blocks (Elman 1, LSTM 4, GRU 3), w the width of the carried state (H, 2H for the
+LSTM's [h | c], 0 for a cell without recurrence). Arrays are time-major; `p` is one layer's
+parameters by short name (the checkpoint key without its "rnn.{l}." prefix).
 
 The model computes a layer's input part for all steps at once, xa_t = x_t W_in + b_in (one
-GEMM, or a row lookup at layer 0), and the cell runs the recurrence over it. The model then
-turns the cell's dxa into the gradients of W_in and b_in and of the layer's input.
+GEMM, or at layer 0 the input encoder's row lookups, charnn/nn/encoders.py), and the cell runs
+the recurrence over it. The model then turns the cell's dxa into the gradients of W_in and
+b_in and of the layer's input.
+
+Buffer ownership, the one rule for workspace arrays (charnn/nn/workspace.py):
+- forward is handed `xa` (taken from the workspace): it returns it in its cache's `buffers`
+  if it keeps it, or gives it back itself; every other array it takes goes into `buffers`.
+- backward is handed `dh`: it may overwrite it and return it as dxa, or give it back; the
+  returned dxa is the caller's to give back. dh is not used by the caller after the call.
+
+Each cell also carries its specification: `reference_step` and `reference_step_back`, one
+character at a time, written straight from the equations (charnn/nn/reference.py runs them;
+the tests hold the fast forward and backward to them).
 """
 
 from __future__ import annotations
@@ -25,8 +37,12 @@ class Cell(Protocol):
     gates: int  # k: blocks of H columns in W_in and W_rec
     input_weight: str  # W_in (fan_in, kH)
     input_bias: str  # b_in (kH,), added to the input part
-    recurrent_weight: str  # W_rec (H, kH), multiplied by the previous output
+    recurrent_weight: str | None  # W_rec (H, kH), multiplied by the previous output; None without recurrence
     gate_names: tuple[str, ...]  # the gates gate_values reports (none for the Elman cell)
+    recurrent: bool  # carries a state through time: gradients flow back through it (inspect-gradients)
+    windowed: bool  # reads a window of model.context characters at once instead of one (no recurrence)
+    memory_gate: str | None  # the gate whose running product is memory's direct path (the LSTM's f), or None
+    memory_advice: str  # what to try when the measured memory is short
 
     def param_shapes(self, fan_in: int, H: int) -> dict[str, tuple[int, ...]]:
         """Short name -> shape of one layer's parameters, in initialisation order."""
@@ -42,15 +58,15 @@ class Cell(Protocol):
         """w: the width of the state carried from one chunk to the next."""
 
     def forward(self, xa: np.ndarray, state0: np.ndarray, p: dict, ws: Workspace) -> tuple[np.ndarray, np.ndarray, Any]:
-        """Run T steps over xa (T+1, B, kH), whose rows 1..T hold the input part and row 0 is free:
-        the cell may write into xa and keep it (the Elman cell turns it into its states in place).
+        """Run T steps over xa (T+1, B, kH), whose rows 1..T hold the input part and row 0 is free
+        (the cell may write into xa and keep it, as the module docstring's rule says).
         Returns h (T+1, B, H) with h[0] the initial output, the last state (B, w) as a fresh
-        array, and a cache for backward whose `buffers` (from ws, xa among them if kept) it owns."""
+        array, and a cache for backward whose `buffers` it owns."""
 
     def backward(self, dh: np.ndarray, cache: Any, p: dict, ws: Workspace, dlast: np.ndarray | None = None,
                  trace: dict | None = None) -> tuple[np.ndarray, dict, np.ndarray]:
-        """dh (T, B, H): the gradient reaching h[1:] from outside the recurrence (it may be
-        overwritten); dlast: an extra gradient on the last state. Returns (dxa (T, B, kH),
+        """dh (T, B, H): the gradient reaching h[1:] from outside the recurrence (the cell's to
+        overwrite or give back); dlast: an extra gradient on the last state. Returns (dxa (T, B, kH),
         the gradients of the recurrent-side parameters by short name, dstate0 (B, w)).
         With a `trace` dict, also records "dh" (T, B, H), the total gradient on each output,
         "da" (T, B, kH), the gradient of the recurrent pre-activation (h_{t-1} W_rec), and,
@@ -69,43 +85,28 @@ class Cell(Protocol):
     def gate_values(self, cache: Any) -> dict[str, np.ndarray]:
         """Gate name -> (T, B, H) activations (empty for the Elman cell)."""
 
+    def reference_step(self, p: dict, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]:
+        """The specification of one step, float64, from the equations: x (B, fan_in) the layer's input,
+        state (B, w) -> (h (B, H), the new state, what reference_step_back needs)."""
+
+    def reference_step_back(self, p: dict, saved: Any, dh: np.ndarray, dstate: np.ndarray,
+                            grads: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Its exact backward: dh the gradient on h_t from outside the recurrence, dstate the
+        gradient on the new state from step t+1; adds to `grads` (short names) and returns
+        (dx, the gradient on the previous state)."""
+
 
 class CellBase:
-    """Defaults a cell may keep: it reads one character at a time (layer 0's input part is a row
-    lookup), its state is its output, and its biases start at zero."""
+    """Defaults a cell may keep: it has a recurrence, reads one character at a time, its state
+    is its output, its biases start at zero, and it has no gates for chrono to set."""
 
     gate_names: tuple[str, ...] = ()
-
-    def first_fan_in(self, vocab_size: int, context: int) -> int:
-        """Rows of layer 0's input matrix (the MLP's covers `context` characters)."""
-        return vocab_size
-
-    def carried_width(self, H: int, layer: int, context: int) -> int:
-        """Width of the state a layer carries to the next chunk."""
-        return self.state_width(H)
-
-    def input_part(self, p: dict, ids_tm: np.ndarray, state0: np.ndarray, out: np.ndarray):
-        """Layer 0: out (T, B, kH) = W_in[ids] + b_in; returns the state the input itself carries
-        (None: the recurrence decides). The row lookup equals one_hot(ids) @ W_in; adding the bias
-        to the V rows first gives the same sums as adding it to all T*B looked-up rows, and
-        mode="wrap" avoids the whole-output buffer of mode="raise" (4x slower; ids are checked)."""
-        np.take(p[self.input_weight] + p[self.input_bias], ids_tm, axis=0, out=out, mode="wrap")
-        return None
-
-    def input_grads(self, dxa2: np.ndarray, ids_tm: np.ndarray, state0: np.ndarray, p: dict, ws: Workspace):
-        """Layer 0: the gradient of W_in from dxa2 (T*B, kH): the sum of the rows of each id, written as
-        one_hot(ids)^T @ dxa2, one GEMM, far faster than np.add.at (or sort + reduceat)."""
-        one_hot_t = ws.take((p[self.input_weight].shape[0], ids_tm.size), dxa2.dtype)
-        one_hot_t.fill(0)
-        one_hot_t[ids_tm.reshape(-1), np.arange(ids_tm.size)] = 1
-        grad = one_hot_t @ dxa2
-        ws.give(one_hot_t)
-        return grad
-
-    def read_one(self, p: dict, table: np.ndarray, char_id: int, state: np.ndarray):
-        """Sampling, layer 0: (the input part of one character, the state the input carries or None);
-        `table` is W_in + b_in."""
-        return table[char_id], None
+    recurrent = True
+    windowed = False
+    memory_gate: str | None = None
+    # gated cells: their gates can learn to hold, given a window as long as the memory needed
+    memory_advice = ("train longer, with a train.seq_len longer than the memory you need, "
+                     "so the gates learn to hold")
 
     def init_biases(self, p: dict[str, np.ndarray], H: int) -> None:
         pass
@@ -115,6 +116,10 @@ class CellBase:
 
     def state_width(self, H: int) -> int:
         return H
+
+
+def sigmoid(a):
+    return 1 / (1 + np.exp(-a))
 
 
 def chrono_bias(H: int, t_max: int, rng: np.random.Generator) -> np.ndarray:

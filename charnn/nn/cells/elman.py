@@ -19,12 +19,13 @@ class Elman(CellBase):
     name = "rnn"
     gates = 1
     input_weight, input_bias, recurrent_weight = "W_xh", "b_h", "W_hh"
+    memory_advice = "try model.init orthogonal, a larger init scale, or a gated cell (model.cell lstm or gru)"
 
     def param_shapes(self, fan_in: int, H: int) -> dict[str, tuple[int, ...]]:
         return {"W_xh": (fan_in, H), "W_hh": (H, H), "b_h": (H,)}
 
     def forward(self, xa: np.ndarray, state0: np.ndarray, p: dict, ws: Workspace):
-        """In place: the states are written over the input part, so xa becomes h (and is kept)."""
+        """In place: the states are written over the input part, so xa becomes h (and is kept in buffers)."""
         h = xa
         T, B, H = h.shape[0] - 1, h.shape[1], h.shape[2]
         h[0] = state0
@@ -40,7 +41,7 @@ class Elman(CellBase):
         return h, h[-1].copy(), ElmanCache(h, (h,))
 
     def backward(self, dh, cache: ElmanCache, p: dict, ws: Workspace, dlast=None, trace=None):
-        """Backprop through tanh and W_hh, in place: dh becomes dxa, the pre-activation gradient."""
+        """Backprop through tanh and W_hh, in place: dh becomes dxa, the pre-activation gradient (returned)."""
         T, B, H = dh.shape
         h = cache.h
         dtanh = ws.take(dh.shape, dh.dtype)  # 1 - s_t^2 for all steps in one vectorised pass
@@ -80,3 +81,17 @@ class Elman(CellBase):
 
     def gate_values(self, cache: ElmanCache) -> dict:
         return {}
+
+    # ---- the specification ------------------------------------------------------------------------
+
+    def reference_step(self, p, x, s):
+        s_new = np.tanh(x @ p["W_xh"] + s @ p["W_hh"] + p["b_h"])
+        return s_new, s_new, (x, s, s_new)
+
+    def reference_step_back(self, p, saved, dh, dstate, g):
+        x, s, s_new = saved
+        da = (dh + dstate) * (1 - s_new**2)  # through tanh
+        g["W_xh"] += x.T @ da
+        g["W_hh"] += s.T @ da
+        g["b_h"] += da.sum(axis=0)
+        return da @ p["W_xh"].T, da @ p["W_hh"].T

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charnn.nn.cells.base import CellBase, chrono_bias, column_scaled
+from charnn.nn.cells.base import CellBase, chrono_bias, column_scaled, sigmoid
 from charnn.nn.workspace import Workspace
 
 
@@ -36,6 +36,7 @@ class GRU(CellBase):
     gates = 3
     input_weight, input_bias, recurrent_weight = "W_x", "b_x", "W_h"
     gate_names = ("r", "z", "n")
+    memory_gate = "z"  # h_t = z * h_{t-1} + ...: the share of the old state kept
 
     def param_shapes(self, fan_in: int, H: int) -> dict[str, tuple[int, ...]]:
         return {"W_x": (fan_in, 3 * H), "W_h": (H, 3 * H), "b_x": (3 * H,), "b_h": (3 * H,)}
@@ -43,8 +44,8 @@ class GRU(CellBase):
     def chrono_biases(self, p: dict, H: int, t_max: int, rng: np.random.Generator) -> None:
         p["b_x"][H : 2 * H] = chrono_bias(H, t_max, rng)  # update gate z: the share of h_{t-1} kept
 
-    def forward(self, xa: np.ndarray, state0: np.ndarray, p: dict, ws: Workspace):
-        xa = xa[1:]  # row 0 is spare
+    def forward(self, xa_rows: np.ndarray, state0: np.ndarray, p: dict, ws: Workspace):
+        xa = xa_rows[1:]  # row 0 is spare
         T, B, H3 = xa.shape
         H = H3 // 3
         dtype = xa.dtype
@@ -74,7 +75,7 @@ class GRU(CellBase):
             np.subtract(h[t], n[t], out=h[t + 1])
             h[t + 1] *= a[:, H:]
             h[t + 1] += n[t]
-        ws.give(xa_rz)
+        ws.give(xa_rz, xa_rows)  # backward needs neither: the input part is not kept
         return h, h[-1].copy(), GRUCache(rz, n, ha_n, h, (rz, n, ha_n, h))
 
     def backward(self, dh_out, cache: GRUCache, p: dict, ws: Workspace, dlast=None, trace=None):
@@ -116,6 +117,7 @@ class GRU(CellBase):
         grads = {"W_h": h[:-1].reshape(T * B, H).T @ dha.reshape(T * B, 3 * H), "b_h": dha.sum(axis=(0, 1))}
         if trace is None:
             ws.give(dha)
+        ws.give(dh_out)  # only read: dxa is handed back
         return dxa, grads, dh
 
     def step(self, xa: np.ndarray, state: np.ndarray, p: dict):
@@ -140,3 +142,28 @@ class GRU(CellBase):
 
     def gate_values(self, cache: GRUCache) -> dict:
         return {"r": cache.r, "z": cache.z, "n": cache.n}
+
+    # ---- the specification ------------------------------------------------------------------------
+
+    def reference_step(self, p, x, h):
+        H = h.shape[1]
+        xa, ha = x @ p["W_x"] + p["b_x"], h @ p["W_h"] + p["b_h"]
+        r, z = sigmoid(xa[:, :H] + ha[:, :H]), sigmoid(xa[:, H : 2 * H] + ha[:, H : 2 * H])
+        n = np.tanh(xa[:, 2 * H :] + r * ha[:, 2 * H :])
+        h_new = (1 - z) * n + z * h
+        return h_new, h_new, (x, h, ha, r, z, n)
+
+    def reference_step_back(self, p, saved, dh, dstate, grads):
+        x, h, ha, r, z, n = saved
+        H = h.shape[1]
+        dh = dh + dstate
+        dan = dh * (1 - z) * (1 - n**2)  # through n's tanh
+        dar = dan * ha[:, 2 * H :] * r * (1 - r)
+        daz = dh * (h - n) * z * (1 - z)
+        dxa = np.concatenate([dar, daz, dan], axis=1)
+        dha = np.concatenate([dar, daz, dan * r], axis=1)
+        grads["W_x"] += x.T @ dxa
+        grads["b_x"] += dxa.sum(axis=0)
+        grads["W_h"] += h.T @ dha
+        grads["b_h"] += dha.sum(axis=0)
+        return dxa @ p["W_x"].T, dh * z + dha @ p["W_h"].T

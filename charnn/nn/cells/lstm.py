@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charnn.nn.cells.base import CellBase, chrono_bias, column_scaled
+from charnn.nn.cells.base import CellBase, chrono_bias, column_scaled, sigmoid
 from charnn.nn.workspace import Workspace
 
 
@@ -38,6 +38,7 @@ class LSTM(CellBase):
     gates = 4
     input_weight, input_bias, recurrent_weight = "W_x", "b", "W_h"
     gate_names = ("i", "f", "g", "o")
+    memory_gate = "f"  # c_t = f * c_{t-1} + ...: the product of forget gates is the carousel through c
 
     def param_shapes(self, fan_in: int, H: int) -> dict[str, tuple[int, ...]]:
         return {"W_x": (fan_in, 4 * H), "W_h": (H, 4 * H), "b": (4 * H,)}
@@ -127,6 +128,7 @@ class LSTM(CellBase):
             matmul(a, W_h_T, out=dh)  # to h_{t-1}
         if trace is not None:
             trace["da"] = da
+        ws.give(dh_out)  # only read: da is the dxa handed back
         dW_h = cache.h[:-1].reshape(T * B, H).T @ da.reshape(T * B, 4 * H)
         return da, {"W_h": dW_h}, np.concatenate([dh, dc], axis=1)
 
@@ -160,3 +162,26 @@ class LSTM(CellBase):
     def gate_values(self, cache: LSTMCache) -> dict:
         H = cache.h.shape[2]
         return {name: cache.gates[..., k * H : (k + 1) * H] for k, name in enumerate(self.gate_names)}
+
+    # ---- the specification ------------------------------------------------------------------------
+
+    def reference_step(self, p, x, state):
+        H = state.shape[1] // 2
+        h, c = state[:, :H], state[:, H:]
+        a = x @ p["W_x"] + h @ p["W_h"] + p["b"]
+        i, f, g, o = sigmoid(a[:, :H]), sigmoid(a[:, H : 2 * H]), np.tanh(a[:, 2 * H : 3 * H]), sigmoid(a[:, 3 * H :])
+        c_new = f * c + i * g
+        h_new = o * np.tanh(c_new)
+        return h_new, np.concatenate([h_new, c_new], axis=1), (x, h, c, i, f, g, o, c_new)
+
+    def reference_step_back(self, p, saved, dh, dstate, grads):
+        x, h, c, i, f, g, o, c_new = saved
+        H = h.shape[1]
+        dh = dh + dstate[:, :H]  # total gradient on h_t
+        dc = dstate[:, H:] + dh * o * (1 - np.tanh(c_new) ** 2)  # total gradient on c_t
+        da = np.concatenate([dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g**2),
+                             dh * np.tanh(c_new) * o * (1 - o)], axis=1)
+        grads["W_x"] += x.T @ da
+        grads["W_h"] += h.T @ da
+        grads["b"] += da.sum(axis=0)
+        return da @ p["W_x"].T, np.concatenate([da @ p["W_h"].T, dc * f], axis=1)

@@ -4,10 +4,10 @@
     above:    h_t = tanh(h_t^{below} W_x + b)
     head:     y_t = softmax(h_t W_hy + b_y)
 
-W_x of layer 0 is (W*V, H), block j (rows j*V .. (j+1)*V) for the character j steps back, so
-the product with the concatenated one-hots is a sum of W row lookups. There is no recurrence:
-what is carried from one chunk to the next is layer 0's last W - 1 characters (as ids + 1,
-0 meaning "before the text"), and nothing in the layers above.
+The cell is a tanh layer with no recurrence: it carries no state (width 0). Reading a window of
+W characters at layer 0 is the input encoder's job (charnn/nn/encoders.py, `Window`): it forms
+[x_{t-W+1} | ... | x_t] W_x as W row lookups and carries the last W - 1 characters from one
+chunk to the next. `windowed` tells the model to give this cell that encoder.
 """
 
 from __future__ import annotations
@@ -25,73 +25,28 @@ class MLPCache(NamedTuple):
     buffers: tuple
 
 
-def _context_ids(ids_tm: np.ndarray, state0: np.ndarray) -> np.ndarray:
-    """(T + W - 1, B) ids + 1, oldest first: the carried characters, then the chunk's (0 = none)."""
-    history = np.rint(state0.T).astype(np.int64)  # (W-1, B), stored oldest first
-    return np.concatenate([history, ids_tm.astype(np.int64) + 1])
-
-
 class MLP(CellBase):
     name = "mlp"
     gates = 1
     input_weight, input_bias, recurrent_weight = "W_x", "b", None
+    recurrent = False
+    windowed = True
+    memory_advice = "it sees exactly its model.context characters: widen the window, or use a recurrent cell"
 
     def param_shapes(self, fan_in: int, H: int) -> dict[str, tuple[int, ...]]:
         return {"W_x": (fan_in, H), "b": (H,)}
 
-    def first_fan_in(self, vocab_size: int, context: int) -> int:
-        return context * vocab_size
-
-    def carried_width(self, H: int, layer: int, context: int) -> int:
-        return context - 1 if layer == 0 else 0
-
     def state_width(self, H: int) -> int:
         return 0
 
-    def input_part(self, p: dict, ids_tm: np.ndarray, state0: np.ndarray, out: np.ndarray):
-        """The sum of W row lookups (one per position back); returns the carried last W - 1 characters."""
-        W_x, b = p["W_x"], p["b"]
-        T, V = ids_tm.shape[0], W_x.shape[0] // (state0.shape[1] + 1)
-        ctx = _context_ids(ids_tm, state0)
-        out[...] = b
-        for j in range(W_x.shape[0] // V):  # block j: the character j steps back
-            ids = ctx[state0.shape[1] - j : state0.shape[1] - j + T]
-            block = np.concatenate([np.zeros((1, W_x.shape[1]), W_x.dtype), W_x[j * V : (j + 1) * V]])
-            out += block[ids]  # id 0 (before the text) adds nothing
-        return ctx[len(ctx) - state0.shape[1]:].T.astype(state0.dtype)
-
-    def input_grads(self, dxa2: np.ndarray, ids_tm: np.ndarray, state0: np.ndarray, p: dict, ws: Workspace):
-        W_x = p["W_x"]
-        T, B = ids_tm.shape
-        V = W_x.shape[0] // (state0.shape[1] + 1)
-        ctx = _context_ids(ids_tm, state0)
-        grad = np.zeros_like(W_x)
-        for j in range(W_x.shape[0] // V):
-            ids = ctx[state0.shape[1] - j : state0.shape[1] - j + T].reshape(-1)
-            one_hot_t = np.zeros((V + 1, T * B), dxa2.dtype)
-            one_hot_t[ids, np.arange(T * B)] = 1  # the sum of rows per id, as one GEMM
-            grad[j * V : (j + 1) * V] = (one_hot_t @ dxa2)[1:]
-        return grad
-
-    def read_one(self, p: dict, table, char_id: int, state: np.ndarray):
-        """Sampling, one character: (its input part, the carried characters after it)."""
-        W_x = p["W_x"]
-        V = W_x.shape[0] // (state.shape[-1] + 1)
-        ctx = np.concatenate([np.rint(state).astype(np.int64), [char_id + 1]])  # oldest first
-        xa = p["b"].copy()
-        for j, c in enumerate(ctx[::-1]):  # j steps back
-            if c > 0:
-                xa += W_x[j * V + c - 1]
-        return xa, ctx[1:].astype(state.dtype)
-
     def forward(self, xa: np.ndarray, state0: np.ndarray, p: dict, ws: Workspace):
-        h = xa  # in place: the outputs are written over the input part
+        h = xa  # in place: the outputs are written over the input part (kept in buffers)
         h[0] = 0
         np.tanh(h[1:], out=h[1:])
         return h, state0.copy(), MLPCache(h, (h,))
 
     def backward(self, dh, cache: MLPCache, p: dict, ws: Workspace, dlast=None, trace=None):
-        dh *= 1 - cache.h[1:] ** 2  # through tanh; nothing flows back in time
+        dh *= 1 - cache.h[1:] ** 2  # through tanh, in place; nothing flows back in time
         if trace is not None:
             trace["dh"], trace["da"] = dh.copy(), dh
         return dh, {}, np.zeros((dh.shape[1], 0), dh.dtype)
@@ -107,3 +62,16 @@ class MLP(CellBase):
 
     def gate_values(self, cache: MLPCache) -> dict:
         return {}
+
+    # ---- the specification ------------------------------------------------------------------------
+
+    def reference_step(self, p, x, state):
+        h = np.tanh(x @ p["W_x"] + p["b"])  # no recurrence: the (empty) state passes through untouched
+        return h, state, (x, h)
+
+    def reference_step_back(self, p, saved, dh, dstate, grads):
+        x, h = saved
+        da = dh * (1 - h**2)
+        grads["W_x"] += x.T @ da
+        grads["b"] += da.sum(axis=0)
+        return da @ p["W_x"].T, np.zeros_like(dstate)
