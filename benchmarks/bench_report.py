@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from charnn.analysis.report.page import build_report  # noqa: E402
+from charnn.analysis.report import build_report  # noqa: E402
 
 
 def screenshots(page_path: Path, folder: Path) -> None:

@@ -95,7 +95,7 @@ def test_trains_evaluates_samples_and_reports(write_config, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "no recurrent state" in err and len(err.strip().splitlines()) == 1
     pytest.importorskip("matplotlib")
-    from charnn.analysis.report.page import build_report
+    from charnn.analysis.report import build_report
 
     html = open(build_report([result.run_dir])["report"], encoding="utf-8").read()
     assert "has no recurrent state" in html and "what the units learned" in html

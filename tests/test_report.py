@@ -15,7 +15,7 @@ from charnn.nn import reference
 from charnn.cli.app import main
 from charnn.settings import load_config
 from charnn.errors import CharnnError
-from charnn.analysis.report.page import build_report
+from charnn.analysis.report import build_report
 from charnn.training.loop import train
 from charnn.data.vocab import Vocab
 

@@ -30,7 +30,7 @@ from charnn.settings import load_config
 from charnn.data.corpus import Corpus, load_corpus
 from charnn.errors import CharnnError
 from charnn.nn.evaluate import evaluate_ids
-from charnn.analysis.figures import pyplot
+from charnn.analysis import figures
 from charnn.training.loop import train
 
 
@@ -147,22 +147,5 @@ def run(p: Plan, configs: list[Config], log: Callable[[str], None] = lambda mess
 
 
 def plot(result: dict, path: str | Path) -> None:
-    plt = pyplot("the bias-variance figure")
-    rows = result["rows"]
-    labels = [str(r["value"]) for r in rows]
-    x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for key, label, style in (("total", "held-out loss (mean of the K models)", "o-"),
-                              ("bias_noise", "bias + noise: -ln p-bar", "s--"),
-                              ("variance", "variance: mean KL(p-bar || p_k)", "^--"),
-                              ("train_loss", "training loss (own slice)", "v:")):
-        ax.plot(x, [r[key] for r in rows], style, label=label)
-    ax.set_xticks(x, labels)
-    ax.set_xlabel(result["key"])
-    ax.set_ylabel("nats/char")
-    ax.set_title(f"bias and variance over {result['subsets']} disjoint training slices")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    """The decomposition against the varied key's values (figures.bias_variance), written to path."""
+    figures.to_file(figures.bias_variance(result), path)

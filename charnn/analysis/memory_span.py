@@ -21,7 +21,6 @@ the texts are the same for every seed.
 from __future__ import annotations
 
 import csv
-import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +37,7 @@ from charnn.errors import CharnnError
 from charnn.nn import model
 from charnn.nn.evaluate import evaluate_ids
 from charnn.files import write_text_atomically
-from charnn.analysis.figures import pyplot
+from charnn.analysis import figures
 from charnn.training.loop import train
 
 PARAMETERS = 19_500  # every cell at about this size: rnn H=130, lstm 64, gru 74, the mlp (W=16) 127
@@ -182,27 +181,4 @@ def read_csv(path: str | Path) -> list[dict]:
 
 def plot(rows: list[dict], path: str | Path) -> None:
     """Mean fraction learned against K per cell, the seeds' range as a bar; the same numbers as the table."""
-    plt = pyplot("the memory-span figure")
-    groups = summary(rows)
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for cell in dict.fromkeys(g["cell"] for g in groups):
-        g = [x for x in groups if x["cell"] == cell]
-        ks = np.array([x["K"] for x in g], float)
-        mean = np.array([100 * x["mean"] for x in g])
-        # clipped at 0: seeds that agree average to a hair off their value ((0.99 + 0.99 + 0.99) / 3 < 0.99)
-        err = np.maximum(0, [[100 * (x["mean"] - x["min"]) for x in g], [100 * (x["max"] - x["mean"]) for x in g]])
-        ax.errorbar(ks, mean, yerr=err, marker="o", capsize=3, label=f"{cell} ({g[0]['seeds']} seeds)")
-    lags = sorted({g["K"] for g in groups})
-    ax.set_xscale("log")
-    ax.minorticks_off()
-    ax.set_xticks(lags, [str(k) for k in lags])
-    low = min(-5.0, min(100 * g["min"] for g in groups) - 5)
-    ax.set_ylim(max(low, -200) if math.isfinite(low) else -5, 105)
-    ax.set_xlabel("K: characters the model must remember across")
-    ax.set_ylabel("% of recoverable information learned")
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.legend()
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    figures.to_file(figures.memory_span(summary(rows)), path)

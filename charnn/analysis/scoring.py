@@ -8,19 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from charnn.training import checkpoint
-from charnn.settings import from_dict
 from charnn.data.corpus import checkpoint_split
 from charnn.analysis.dynamic import DynamicSettings, dynamic_loss, gradient_scales
 from charnn.errors import CharnnError
 from charnn.nn.evaluate import LN2, evaluate_ids
 from charnn.data.prepare import encode_file
-from charnn.data.vocab import Vocab
 
 
 def _dynamic(ckpt: checkpoint.Checkpoint, ids, settings: DynamicSettings) -> dict:
-    cfg = from_dict(ckpt.config, source="checkpoint")
     try:  # the very text it was trained on (checked, as for --split), never the scored one
-        train_ids = checkpoint_split(cfg, ckpt.vocab_chars, ckpt.meta.get("corpus_sha256"), "train")
+        train_ids = checkpoint_split(ckpt.config, ckpt.vocab.chars, ckpt.meta.get("corpus_sha256"), "train")
     except CharnnError as e:
         raise CharnnError(f"--dynamic needs the model's training text for its gradient scales: {e}") from None
     ms = gradient_scales(ckpt.params, ckpt.cell, train_ids, settings.segment_len)
@@ -35,13 +32,13 @@ def score(ckpt: checkpoint.Checkpoint, *, text_file: str | Path | None = None, s
     `dynamic` also dynamic_nats_per_char and dynamic_bits_per_char."""
     if (text_file is None) == (split is None):
         raise CharnnError("give a TEXT_FILE to score or --split train|val|test, not both and not neither")
-    vocab = Vocab(tuple(ckpt.vocab_chars))
+    vocab = ckpt.vocab
     with tempfile.TemporaryDirectory(prefix="charnn-eval-") as folder:
         if split is not None:
-            cfg = from_dict(ckpt.config, source="checkpoint")
-            ids, name = checkpoint_split(cfg, vocab.chars, ckpt.meta.get("corpus_sha256"), split), f"the {split} split"
+            ids = checkpoint_split(ckpt.config, vocab.chars, ckpt.meta.get("corpus_sha256"), split)
+            name = f"the {split} split"
         else:
-            encoded = encode_file(text_file, vocab, ckpt.config["data"].get("encoding", "utf-8"), folder, ckpt.name)
+            encoded = encode_file(text_file, vocab, ckpt.config.data.encoding, folder, ckpt.name)
             note(encoded.replaced, str(text_file))
             ids, name = encoded.ids, str(text_file)
         if dynamic is not None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from charnn.training import checkpoint
 from charnn.nn import model
-from charnn.settings import from_dict, load_config
+from charnn.settings import load_config
 from charnn.data.corpus import Corpus, load_corpus
 from charnn.errors import CharnnError
 from charnn.data.vocab import Vocab
@@ -53,6 +53,5 @@ def trained(path: Path | None, need_corpus: bool = True) -> Subject:
         raise
     step = ckpt.meta.get("step") or 0
     clip_fraction = ckpt.meta["clip_count"] / step if step and "clip_count" in ckpt.meta else None
-    corpus = load_corpus(from_dict(ckpt.config, source=str(path or "checkpoint"))) if need_corpus else None
-    return Subject(ckpt.params, ckpt.cell, Vocab(tuple(ckpt.vocab_chars)), ckpt.config["data"].get("encoding", "utf-8"),
-                   clip_fraction, corpus)
+    corpus = load_corpus(ckpt.config) if need_corpus else None
+    return Subject(ckpt.params, ckpt.cell, ckpt.vocab, ckpt.config.data.encoding, clip_fraction, corpus)

@@ -14,7 +14,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from charnn.errors import CharnnError
 from charnn.nn.evaluate import LN2
 from charnn.training.loop import Callback, TrainResult
 
@@ -273,54 +272,6 @@ def gradient_tables(report, max_rows: int = 16) -> list:
             check.add_row(name, "gradient too small to check" if err is None else f"{err:.2e}")
         out.append(check)
     return out
-
-
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        from charnn import hints
-
-        raise CharnnError(f"--plot needs matplotlib: {hints.install('plot')}") from None
-    return plt
-
-
-def check_plot_target(path: Path) -> None:
-    """Refuse, before any work, a picture matplotlib cannot write there."""
-    plt = _pyplot()
-    kinds = plt.figure().canvas.get_supported_filetypes()
-    plt.close("all")
-    suffix = Path(path).suffix.lower().lstrip(".")
-    if suffix not in kinds:
-        raise CharnnError(f"--plot {path}: cannot draw a {suffix or 'file without extension'!r} picture; "
-                          f"end the name in one of {', '.join('.' + k for k in sorted(kinds))}")
-    if not Path(path).parent.is_dir():
-        raise CharnnError(f"--plot {path}: the folder {Path(path).parent} does not exist")
-
-
-def plot_gradients(report, path) -> None:
-    """Norm against lag on a log scale, one panel per layer (matplotlib is an optional extra)."""
-    plt = _pyplot()
-    n = len(report.layers)
-    fig, axes = plt.subplots(1, n, figsize=(6 * n, 4), squeeze=False)
-    for ax, layer in zip(axes[0], report.layers):
-        for key, label in (("dL_ds", "||dl_T/ds_{T-k}||"), ("jacobian", "||ds_T/ds_{T-k}||_2"),
-                           ("contribution", "step T-k term of dl_T/dW_hh")):
-            ax.semilogy(layer.lag, getattr(layer, key), label=label)
-        ax.set_xlabel("lag k (steps back)")
-        ax.set_title(f"layer {layer.layer}: {layer.verdict}, factor {layer.factor:.3f}/step")
-        ax.legend()
-        ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    try:
-        fig.savefig(path)
-    except (OSError, ValueError) as e:
-        raise CharnnError(f"cannot write the plot to {path}: {e}") from None
-    finally:
-        plt.close(fig)
 
 
 def corpus_summary(summary: dict) -> Table:

@@ -18,7 +18,7 @@ Speed notes (float32, measured with benchmarks/bench_train.py): the large per-ch
 come from the caller's Workspace (charnn/workspace.py) instead of fresh page-faulting
 allocations; the layer-0 input part is a row lookup written straight into its array with
 np.take(mode="wrap") (mode="raise" buffers the whole output); and the softmax shifts by one
-shared maximum when that is safe (see _softmax_cross_entropy_rows).
+shared maximum when that is safe (see softmax_cross_entropy_rows).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from charnn.config import ModelConfig
 from charnn.errors import CharnnError
 from charnn.nn import cells
 from charnn.nn.encoders import encoder
+from charnn.nn.loss import softmax_cross_entropy_rows
 from charnn.nn.workspace import FRESH, Workspace
 
 Params = dict[str, np.ndarray]
@@ -183,49 +184,6 @@ def carry_from_file(state: list[np.ndarray], cell: str) -> list[np.ndarray]:
     return state
 
 
-# ---- loss -----------------------------------------------------------------------------
-
-
-def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean -ln softmax(logits)[target] over rows, and the probabilities. Overwrites `logits`.
-
-    Subtracting a constant from each row (its maximum, or the maximum of all rows when the
-    logits span a safe range) leaves the probabilities unchanged and keeps exp finite, so
-    logits of +-1e4 still give a finite loss and gradient.
-    """
-    N, V = logits.shape
-    loss = _softmax_cross_entropy_rows(logits, np.arange(0, N * V, V) + np.asarray(targets).reshape(N))
-    return loss, logits
-
-
-def _softmax_cross_entropy_rows(z: np.ndarray, flat_targets: np.ndarray) -> float:
-    """softmax_cross_entropy in place on z (N, V), z becoming the probabilities; flat_targets
-    are the indices of the target entries in z's memory.
-
-    Any per-row constant may be subtracted before exp. When the whole array spans less than
-    `_SHIFT_SPAN` of its dtype (always so in practice) one shared constant, the global maximum,
-    is as safe as the row maxima: every exp lies in [e^-span, 1], far from under- and overflow.
-    That replaces a slow reduction over short rows by a fast one over the whole array. Huge
-    logits fall back to the row maxima.
-    """
-    hi = z.max()
-    span = hi - z.min()
-    if span <= _SHIFT_SPAN.get(z.dtype.char, 0.0):
-        z -= hi
-    else:
-        z -= z.max(axis=1, keepdims=True)
-    target_logits = np.take(z.reshape(-1), flat_targets).astype(np.float64)
-    np.exp(z, out=z)
-    sums = z.sum(axis=1)
-    loss = float(np.mean(np.log(sums, dtype=np.float64) - target_logits))
-    z /= sums[:, None]
-    return loss
-
-
-# well inside the range where exp(-span) is a normal number of the dtype (-ln(tiny) * 0.7)
-_SHIFT_SPAN = {np.dtype(t).char: float(-np.log(np.finfo(t).tiny) * 0.7) for t in (np.float32, np.float64)}
-
-
 # ---- the whole model ------------------------------------------------------------------
 
 
@@ -324,16 +282,12 @@ def forward(params: Params, ids: np.ndarray, targets: np.ndarray, h0: list[np.nd
     """
     if noise.any and rng is None:
         raise ValueError("dropout needs an rng")
-    B, T = ids.shape
-    if T < 1:
-        raise CharnnError("a chunk needs at least one time step (seq_len >= 1)")
     c, enc = cells.get(cell), encoder_of(params, cell)
     W_hy = params["head.W_hy"]
     H, V = W_hy.shape
+    ids_tm = _time_major_ids(ids, V)  # (T, B)
+    T, B = ids_tm.shape
     N, dtype = T * B, W_hy.dtype
-    ids_tm = np.ascontiguousarray(ids.T)  # (T, B)
-    if ids_tm.size and (ids_tm.max() >= V or ids_tm.min() < 0):
-        raise IndexError(f"input id out of range for a vocabulary of {V} characters")
     carries_context = enc.context_width() > 0
     context = h0[0] if carries_context else np.zeros((B, 0), np.int64)
     cache = ForwardCache(cell=cell, ids=ids_tm, targets=np.ascontiguousarray(targets.T).reshape(N), outputs=[],
@@ -363,9 +317,19 @@ def forward(params: Params, ids: np.ndarray, targets: np.ndarray, h0: list[np.nd
     cache.buffers.append(logits)
     np.matmul(cache.head_input, W_hy, out=logits)
     logits += params["head.b_y"]
-    loss = _softmax_cross_entropy_rows(logits, np.arange(0, N * V, V) + cache.targets)
+    loss = softmax_cross_entropy_rows(logits, np.arange(0, N * V, V) + cache.targets)
     cache.probs = logits
     return loss, last_states, cache
+
+
+def _time_major_ids(ids: np.ndarray, V: int) -> np.ndarray:
+    """(B, T) ids as a contiguous (T, B) array, checked: at least one step, every id < V."""
+    if ids.shape[1] < 1:
+        raise CharnnError("a chunk needs at least one time step (seq_len >= 1)")
+    ids_tm = np.ascontiguousarray(ids.T)
+    if ids_tm.size and (ids_tm.max() >= V or ids_tm.min() < 0):
+        raise IndexError(f"input id out of range for a vocabulary of {V} characters")
+    return ids_tm
 
 
 def _layer_with_masks(params: Params, layer: int, c, cache: ForwardCache, noise: Noise, rng) -> dict:

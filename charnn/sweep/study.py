@@ -39,7 +39,6 @@ from charnn.training.loop import Callback, TrainingInterrupted, train
 
 HEARTBEAT_S, GRACE_S = 30, 120  # RDB storages: a trial silent for GRACE_S seconds is failed
 BLAS_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
-HOST = socket.gethostname()
 
 
 class SweepInterrupted(TrainingInterrupted):
@@ -180,10 +179,10 @@ def fail_dead_trials(study, log=lambda message: None) -> list[int]:
     failed = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         pid = t.user_attrs.get("pid")
-        if t.user_attrs.get("hostname") != HOST or pid is None or alive(pid):
+        if t.user_attrs.get("hostname") != socket.gethostname() or pid is None or alive(pid):
             continue  # other hosts: the heartbeat (RDB) or their own next worker fails them
         try:
-            study._storage.set_trial_user_attr(t._trial_id, "error", f"worker {HOST}:{pid} died during the trial")
+            study._storage.set_trial_user_attr(t._trial_id, "error", f"worker {socket.gethostname()}:{pid} died during the trial")
             study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker got there first
@@ -250,7 +249,7 @@ class _Objective:
     def _run(self, trial) -> float:
         self.number = n = trial.number
         run_dir = self.sweep.folder / f"trial-{n}"
-        for key, value in (("hostname", HOST), ("pid", os.getpid()), ("run_dir", str(run_dir))):
+        for key, value in (("hostname", socket.gethostname()), ("pid", os.getpid()), ("run_dir", str(run_dir))):
             trial.set_user_attr(key, value)
         params = {key: p.suggest(trial) for key, p in self.sweep.space.items()}
         self.log(f"trial {n} started: {format_params(params)} ({run_dir})")

@@ -14,6 +14,7 @@ before any array data is read (the zip side is charnn/npzsafe.py).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -22,13 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from charnn import __version__, hints
-from charnn.nn import cells
-from charnn.nn import model
-from charnn.training import npzsafe
-from charnn.settings import from_dict
+from charnn.config import Config
+from charnn.data.vocab import Vocab
 from charnn.errors import CharnnError
 from charnn.files import replaced_atomically
+from charnn.nn import model
 from charnn.nn.optim import OptimizerSpec, init_state
+from charnn.settings import from_dict
+from charnn.training import npzsafe
 
 FORMAT = "charnn-checkpoint"
 VERSION = 1
@@ -79,11 +81,23 @@ def progress_from(meta: dict) -> Progress:
 
 @dataclass
 class Checkpoint:
+    """A checkpoint's arrays and metadata; `config` and `vocab` are typed, built once from meta
+    (by `load`, which checks them; on first use for one made in memory)."""
+
     params: dict[str, np.ndarray]
     meta: dict
     optim_state: dict[str, np.ndarray] = field(default_factory=dict)
     hidden: list[np.ndarray] = field(default_factory=list)
     path: Path | None = None  # the file it was loaded from
+
+    @functools.cached_property
+    def config(self) -> Config:
+        """The resolved config it was trained with."""
+        return from_dict(self.meta["config"], source=f"checkpoint {self.name}")
+
+    @functools.cached_property
+    def vocab(self) -> Vocab:
+        return Vocab(tuple(self.meta["vocab"]))
 
     @property
     def vocab_chars(self) -> list[str]:
@@ -101,11 +115,7 @@ class Checkpoint:
 
     @property
     def cell(self) -> str:
-        return self.config["model"].get("cell", "rnn")
-
-    @property
-    def config(self) -> dict:
-        return self.meta["config"]
+        return self.config.model.cell
 
 
 def save(path: str | Path, ckpt: Checkpoint) -> None:
@@ -144,7 +154,7 @@ def load(path: str | Path) -> Checkpoint:
     """
     path = Path(path)
     with _open(path) as archive:
-        meta, headers = _check_layout(path, archive)
+        meta, headers, cfg = _check_layout(path, archive)
         arrays = {}
         for key, header in headers.items():
             try:
@@ -153,27 +163,29 @@ def load(path: str | Path) -> Checkpoint:
                 raise _corrupted(path, e) from None
     optim = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
     hidden = [arrays[f"state.{layer}"] for layer in range(sum(k.startswith("state.") for k in arrays))]
-    hidden = model.carry_from_file(hidden, meta["config"]["model"].get("cell", "rnn"))
+    hidden = model.carry_from_file(hidden, cfg.model.cell)
     params = {k: v for k, v in arrays.items() if not k.startswith(("optim.", "state."))}
     try:
         model.check_finite(params)
     except CharnnError as e:
         raise CharnnError(f"checkpoint {path}: {e}") from None
-    return Checkpoint(params=params, meta=meta, optim_state=optim, hidden=hidden, path=path)
+    ckpt = Checkpoint(params=params, meta=meta, optim_state=optim, hidden=hidden, path=path)
+    ckpt.config = cfg  # checked while reading the headers: not parsed twice
+    return ckpt
 
 
 def inspect(path: str | Path) -> tuple[dict, dict[str, npzsafe.Header]]:
     """(meta, key -> npy header) of a checkpoint, with every check of `load` but no array data read."""
     path = Path(path)
     with _open(path) as archive:
-        return _check_layout(path, archive)
+        return _check_layout(path, archive)[:2]
 
 
 def describe(path: str | Path) -> dict:
     """What a checkpoint holds, from its headers and meta alone (checked as `load` checks; weights unread)."""
     path = Path(path)
-    meta, headers = inspect(path)
-    cfg = from_dict(meta["config"], source=f"checkpoint {path}")
+    with _open(path) as archive:
+        meta, headers, cfg = _check_layout(path, archive)
     step = meta.get("step")
     best = meta.get("best_val_loss")
     version = meta.get("charnn_version")
@@ -212,11 +224,12 @@ def _corrupted(path: Path, why) -> CharnnError:
     return CharnnError(f"checkpoint {path} is truncated or corrupted ({why}); use another checkpoint or train again")
 
 
-def _check_layout(path: Path, archive: npzsafe.Archive) -> tuple[dict, dict[str, npzsafe.Header]]:
-    """Meta, then every member's zip size and npy header against the arrays meta says it holds."""
+def _check_layout(path: Path, archive: npzsafe.Archive) -> tuple[dict, dict[str, npzsafe.Header], Config]:
+    """Meta, then every member's zip size and npy header against the arrays meta says it holds;
+    returns (meta, headers, the typed config)."""
     meta = _read_meta(path, archive)
     names = set(archive.names)
-    expected = _expected_arrays(path, meta, max_layers=len(names))
+    expected, cfg = _expected_arrays(path, meta, max_layers=len(names))
     missing = [key for key in expected if f"{key}.npy" not in names]
     if missing:
         raise _mismatch(path, f"member {missing[0] + '.npy'!r} is missing")
@@ -240,7 +253,7 @@ def _check_layout(path: Path, archive: npzsafe.Archive) -> tuple[dict, dict[str,
         if archive.size(f"{key}.npy") != header.offset + header.nbytes:
             raise _mismatch(path, f"member {key + '.npy'!r} holds bytes beyond its array")
         headers[key] = header
-    return meta, headers
+    return meta, headers, cfg
 
 
 def _mismatch(path: Path, why: str) -> CharnnError:
@@ -281,8 +294,8 @@ def _read_meta(path: Path, archive: npzsafe.Archive) -> dict:
     return meta
 
 
-def _expected_arrays(path: Path, meta: dict, max_layers: int) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
-    """Key -> (dtype, shape) of every array a checkpoint with this meta holds (meta aside).
+def _expected_arrays(path: Path, meta: dict, max_layers: int) -> tuple[dict[str, tuple[np.dtype, tuple[int, ...]]], Config]:
+    """(key -> (dtype, shape) of every array a checkpoint with this meta holds (meta aside), its config).
 
     Parameters as model.param_shapes, optimizer slots as optim.init_state gives them, and one
     carried state per layer, (train.batch_size, state width). `max_layers` bounds the layer
@@ -313,7 +326,7 @@ def _expected_arrays(path: Path, meta: dict, max_layers: int) -> dict[str, tuple
         expected[f"optim.{key}"] = (value.dtype, shapes[param] if param in shapes else value.shape)
     for layer, width in enumerate(model.carried_widths(m.cell, m.hidden_size, m.num_layers, m.window)):
         expected[f"state.{layer}"] = (dtype, (t.batch_size, width))
-    return expected
+    return expected, cfg
 
 
 def most_recent(runs_dir: str | Path = "runs", name: str = "best.npz") -> Path:

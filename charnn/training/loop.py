@@ -160,7 +160,7 @@ def new_state(config: Config, vocab: Vocab) -> TrainState:
 def _weights_from(path: str, vocab: Vocab, fresh: dict) -> dict:
     """The weights of checkpoint `path`, which must match this run's vocabulary and shapes."""
     ckpt = checkpoint.load(path)
-    theirs = ckpt.vocab_chars
+    theirs = ckpt.vocab.chars
     if list(theirs) != list(vocab.chars):
         missing = sorted(set(vocab.chars) - set(theirs))
         extra = sorted(set(theirs) - set(vocab.chars))
@@ -169,8 +169,8 @@ def _weights_from(path: str, vocab: Vocab, fresh: dict) -> dict:
             f"(only here: {''.join(missing)!r}; only there: {''.join(extra)!r}); train on text with the same characters"
         )
     if set(ckpt.params) != set(fresh) or any(ckpt.params[k].shape != v.shape for k, v in fresh.items()):
-        theirs_model = ckpt.config["model"]
-        said = ", ".join(f"{k}={theirs_model.get(k)}" for k in ("cell", "hidden_size", "num_layers", "context"))
+        theirs_model = ckpt.config.model
+        said = ", ".join(f"{k}={getattr(theirs_model, k)}" for k in ("cell", "hidden_size", "num_layers", "context"))
         raise CharnnError(f"run.init_from {path}: its model ({said}) is not this one; match model.cell, "
                           "hidden_size, num_layers and context")
     return {k: np.ascontiguousarray(ckpt.params[k], dtype=v.dtype) for k, v in fresh.items()}
@@ -180,11 +180,11 @@ def resume_state(config: Config, vocab: Vocab, run: RunDir) -> TrainState:
     """The state saved in the run's latest.npz, if this config may continue it."""
     ckpt = checkpoint.load(run.latest)
     meta = ckpt.meta
-    conflict = resume_conflict(meta["config"], to_dict(config))
+    conflict = resume_conflict(to_dict(ckpt.config), to_dict(config))
     if conflict:
         raise CharnnError(f"cannot resume {run.path}: {conflict}; to continue the run as it was trained, "
                           f"run {run.resume_command()}")
-    if list(meta["vocab"]) != list(vocab.chars):
+    if ckpt.vocab.chars != vocab.chars:
         raise CharnnError(f"cannot resume from {run.latest}: the corpus's characters have changed since it was written")
     expected = init_state(optimizer_spec(config.train), ckpt.params)
     if {k: v.shape for k, v in expected.items()} != {k: v.shape for k, v in ckpt.optim_state.items()}:

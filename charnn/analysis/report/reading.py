@@ -6,7 +6,8 @@ showed, each gate's value, the model's surprisal and its five likeliest next cha
 `pick_units` finds, for simple properties of the text (inside quotes, inside brackets,
 position in the line, ...), the unit whose activation follows each best (Karpathy, Johnson
 and Fei-Fei, "Visualizing and Understanding Recurrent Networks", 2015); `gate_saturation`
-counts how often each gate is nearly shut or wide open. charnn/report_page.py draws them.
+counts how often each gate is nearly shut or wide open. analysis.py gathers them for a run;
+page.py draws them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from charnn.nn import cells
 from charnn.training import checkpoint
 from charnn.nn import model
 from charnn.errors import CharnnError
-from charnn.data.vocab import Vocab
+from charnn.config import Config
 
 SATURATED = 0.1  # a gate below this is "left-saturated" (nearly shut), above 1 - SATURATED "right-saturated"
 MIN_CORRELATION = 0.3  # a unit "follows" a property only if |r| reaches this; weaker ones are noise to the eye
@@ -33,7 +34,7 @@ class Run:
     """What a run directory holds; a missing checkpoint is None (the page then shows curves only)."""
 
     path: Path
-    config: dict
+    config: Config
     steps: list[dict]  # metrics.jsonl lines of training steps
     evals: list[dict]  # metrics.jsonl lines of validation passes
     samples: list[dict]  # samples.jsonl: the training previews
@@ -44,6 +45,12 @@ class Run:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def clip_threshold(self) -> float | None:
+        """The gradient norm training clipped at (None when clipping was off or by value)."""
+        t = self.config.train
+        return t.grad_clip if t.grad_clip and t.clip_mode == "norm" else None
 
     def summary(self) -> dict:
         """Steps, characters, time and losses, from the logs (and the checkpoint when there is one)."""
@@ -89,10 +96,12 @@ def load_run(path: str | Path) -> Run:
     if not config_path.is_file():
         raise CharnnError(f"{path} is not a run directory: it has no config.yaml; give a folder `charnn train` wrote")
     from charnn.config import read_yaml
+    from charnn.settings import from_dict
 
-    config = read_yaml(config_path)
-    if not isinstance(config, dict):
+    raw = read_yaml(config_path)
+    if not isinstance(raw, dict):
         raise CharnnError(f"{config_path} is not a run's config (not a mapping); the run directory is damaged")
+    config = from_dict(raw, source=str(config_path))
     metrics, bad_metrics = _read_jsonl(path / "metrics.jsonl")
     samples, bad_samples = _read_jsonl(path / "samples.jsonl")
     best = checkpoint.load(path / "best.npz") if (path / "best.npz").exists() else None
@@ -123,7 +132,7 @@ class TextReading:
 
 def read_text(ckpt: checkpoint.Checkpoint, text: str, top: int = 5) -> TextReading:
     """Run the checkpoint over `text` once (in its own dtype, one stream) and keep what the page shows."""
-    vocab = Vocab(tuple(ckpt.vocab_chars))
+    vocab = ckpt.vocab
     unknown = vocab.unknown_chars(text)
     if unknown:
         shown = ", ".join(map(repr, unknown[:10])) + (" ..." if len(unknown) > 10 else "")

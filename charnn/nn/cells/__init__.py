@@ -1,8 +1,10 @@
-"""The recurrent cells, looked up by the config's model.cell: the one place a cell is named.
+"""The cells, looked up by the config's model.cell: the one place a cell is named.
 
-Adding a cell: write charnn/cells/<name>.py with a class implementing `Cell` (cells/base.py),
-add a line to CELLS below, and a reference implementation to charnn/reference.py (the tests
-check every cell's fast kernels against it).
+Adding a cell: write charnn/nn/cells/<name>.py with a class implementing `Cell` (base.py:
+its fast forward and backward, and its reference step written from the equations) and add a
+line to CELLS below. That is all: the config accepts the name, and every cell test in the
+suite iterates this registry, holding the new cell's kernels to its reference and to finite
+differences.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from charnn.nn.cells.lstm import LSTM
 from charnn.nn.cells.mlp import MLP
 
 CELLS: dict[str, Cell] = {"rnn": Elman(), "lstm": LSTM(), "gru": GRU(), "mlp": MLP()}
-RECURRENT = ("rnn", "lstm", "gru")  # the cells with a recurrent matrix (weight drop, inspect-gradients)
 
 
 def get(name: str) -> Cell:

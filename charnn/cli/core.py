@@ -1,0 +1,176 @@
+"""What every command shares: the Typer apps, one-line errors, the checkpoint a command picked.
+
+Commands (train_commands.py, inspect_commands.py, data_commands.py, sweep_command.py) register
+on these apps; app.py gathers them and runs the command line.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+from charnn import __version__
+from charnn.errors import CharnnError
+from charnn.training import checkpoint
+
+
+def _reflowed(text: str | None) -> str | None:
+    """A docstring's paragraphs each on one line, so help text reflows to the terminal."""
+    if not text:
+        return text
+    doc = inspect.cleandoc(text)
+    return "\n\n".join(" ".join(p.split("\n")) for p in doc.split("\n\n"))
+
+
+def _metavars_only(params) -> None:
+    """Help shows each option's metavar (N, PATH, KEY=VALUE) where typer would print its Python type
+    (<int>, <path>), and nothing for flags and arguments: set on these parameters, not on typer."""
+    for param in params:
+        if isinstance(param, TyperOption):
+            param.display_type_rich = functools.partial(lambda metavar, ctx: metavar or None, param.metavar)
+        elif isinstance(param, TyperArgument):
+            param.display_type_rich = lambda ctx: None
+
+
+class Command(TyperCommand):
+    """A command with metavars in its help and its docstring's paragraphs reflowed."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["help"] = _reflowed(kwargs.get("help"))
+        super().__init__(*args, **kwargs)
+
+    def get_params(self, ctx):  # --help is added here, after __init__
+        params = super().get_params(ctx)
+        _metavars_only(params)
+        return params
+
+
+class Group(TyperGroup):
+    """A group of commands (charnn, charnn data, charnn experiment) with metavars in its own help."""
+
+    def get_params(self, ctx):  # with --help, --install-completion and --show-completion, added late
+        params = super().get_params(ctx)
+        _metavars_only(params)
+        return params
+
+
+def command(typer_app: typer.Typer, name: str | None = None):
+    """Register a command on typer_app with charnn's Command class and one-line errors."""
+
+    def register(function):
+        return typer_app.command(name, cls=Command)(friendly(function))
+
+    return register
+
+
+app = typer.Typer(
+    name="charnn",
+    help="Train character-level recurrent language models with NumPy, sample from them, "
+    "and watch their gradients through time.\n\n"
+    "Example: charnn train --data story.txt && charnn sample",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    cls=Group,
+)
+data_app = typer.Typer(help="Prepare corpora ahead of training, or write synthetic ones.", no_args_is_help=True,
+                       cls=Group)
+experiment_app = typer.Typer(help="The notes' claims as measurements: tables, CSV and figures.", no_args_is_help=True,
+                             cls=Group)
+app.add_typer(data_app, name="data")
+app.add_typer(experiment_app, name="experiment")
+
+EXIT_INTERRUPTED = 130
+FLAG = ""  # the metavar of an on/off option: nothing to show after the flag's name
+SET_HELP = ("Override config keys: --set train.lr=3e-3 model.hidden_size=256 (several after one --set, "
+            "or repeat --set).")
+
+
+def friendly(command):
+    """Turn project errors into one line on stderr and a non-zero exit, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from charnn.cli.display import print_error, print_hint
+        from charnn.training.loop import TrainingInterrupted, TrainingStopped
+
+        try:
+            return command(*args, **kwargs)
+        except TrainingStopped as e:
+            print_error(str(e))
+            if e.hint:
+                print_hint(e.hint)
+            raise typer.Exit(EXIT_INTERRUPTED if isinstance(e, TrainingInterrupted) else 1) from None
+        except CharnnError as e:
+            print_error(str(e))
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            print_error("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:  # e.g. `charnn sample | head`: the reader has gone, which is fine
+            # stdout's buffer can no longer be flushed: point it at /dev/null so exit stays quiet
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
+        except OSError as e:  # a file system problem the library did not anticipate
+            print_error(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"charnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, metavar=FLAG,
+                                 help="Print the version and exit."),
+) -> None:
+    """charnn: character-level RNN language models in NumPy."""
+
+
+def map_rare(vocab, text: str, name: str) -> str:
+    """Map characters the model never saw to its rare-character symbol, if it has one, and say so."""
+    text, count = vocab.map_rare(text)
+    note_mapped(count, name)
+    return text
+
+
+def note_mapped(count: int, name: str) -> None:
+    from charnn.cli.display import stderr_console
+
+    if count:
+        stderr_console().print(f"note: {count} characters of {name} are outside the vocabulary and were mapped to "
+                               "U+FFFD, as training mapped rare ones (data.min_char_count)", markup=False)
+
+
+class Picked:
+    """The checkpoint a command uses: the one given, or the most recent run's best.npz. When it was
+    picked here, `say()` names it in one stderr line; commands call it once their input is checked,
+    so an error stays one line (and names the checkpoint itself when it is about it)."""
+
+    def __init__(self, path: Optional[Path], other: str = "--checkpoint PATH"):
+        self.given = path is not None
+        self.path = path if path is not None else checkpoint.most_recent()
+        self.other = other
+
+    def say(self) -> None:
+        if self.given:
+            return
+        from charnn.cli.display import print_used
+
+        print_used(self.path, checkpoint.inspect(self.path)[0].get("val_loss"), other=self.other)
+        self.given = True  # once
+
+
+CHECKPOINT_HELP = "Checkpoint file (default: best.npz of the most recently written run under ./runs)."

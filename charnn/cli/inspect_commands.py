@@ -1,0 +1,168 @@
+"""charnn inspect-gradients, info and report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from charnn.cli.core import (CHECKPOINT_HELP, FLAG, SET_HELP, Picked, app, command, map_rare)
+from charnn.errors import CharnnError
+from charnn.training import checkpoint
+
+
+@command(app, "inspect-gradients")
+def inspect_gradients(
+    checkpoint_path: Optional[Path] = typer.Option(None, "--checkpoint", "-c", metavar="PATH",
+                                                   help="Model to analyse. " + CHECKPOINT_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="CONFIG",
+                                          help="Analyse a freshly initialised model of this config instead."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="With --config: " + SET_HELP),
+    init_std: Optional[float] = typer.Option(None, "--init-std", metavar="S",
+                                             help="With --config: initialise weights from N(0, S^2)."),
+    text: Optional[str] = typer.Option(None, "--text", metavar="TEXT", help="Analyse exactly this text (its first T+1 characters)."),
+    text_file: Optional[Path] = typer.Option(None, "--text-file", metavar="FILE",
+                                             help="Analyse the first T+1 characters of this file."),
+    steps: Optional[int] = typer.Option(None, "--steps", "-T", metavar="T",
+                                        help="How many steps back to follow the gradient (default: 50, or fewer "
+                                        "when the text is shorter)."),
+    windows: int = typer.Option(8, "--windows", metavar="N", help="Random windows of the validation text to average over."),
+    rng_seed: int = typer.Option(0, "--rng-seed", min=0, metavar="N", help="Seed for choosing the windows."),
+    check: bool = typer.Option(False, "--check", metavar=FLAG,
+                               help="Also check backward against finite differences (exit 1 if error >= 1e-6)."),
+    as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print every number as one JSON object."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png|FILE.svg",
+                                        help="Write a picture of norm against lag (needs matplotlib)."),
+) -> None:
+    """Watch gradients vanish or explode through time, per layer and lag.
+
+    Measures ||dl_T/ds_{T-k}||, the Jacobian norm ||ds_T/ds_{T-k}|| and each step's share of dl_T/dW_hh for k = 0..T-1, then gives a verdict: exploding, vanishing, short memory or healthy.
+
+    Example: charnn inspect-gradients --config configs/demo.yaml --init-std 1.0
+    """
+    from charnn.analysis import subject
+    from charnn.data.sources import read_text_file
+    from charnn.analysis import figures
+    from charnn.cli.display import gradient_tables, stderr_console, stdout_console
+    from charnn.analysis.gradients import inspect_model
+    from charnn.data.vocab import to_symbols
+
+    if checkpoint_path is not None and config is not None:
+        raise CharnnError("give either --checkpoint or --config, not both")
+    if text is not None and text_file is not None:
+        raise CharnnError("give either --text or --text-file, not both")
+    if init_std is not None and config is None:
+        raise CharnnError("--init-std applies to a fresh model: use it with --config")
+    if plot is not None:
+        figures.check_target(plot)  # before any work
+    if text_file is not None:
+        text = read_text_file(text_file)
+    need_corpus = text is None
+    picked = None
+    if config is None:
+        try:
+            picked = Picked(checkpoint_path)
+        except CharnnError as e:
+            raise CharnnError(f"{e}; or analyse a fresh model with --config CONFIG.yaml") from None
+        checkpoint_path = picked.path
+    what = subject.fresh(config, set_, init_std, need_corpus) if config else subject.trained(checkpoint_path, need_corpus)
+    if text is not None:
+        text = map_rare(what.vocab, to_symbols(text, what.encoding), "the text")
+    source, source_name = what.windows_source(steps) if text is None else (None, "the given text")
+    report = inspect_model(what.params, what.cell, what.vocab, steps=steps, text=text, windows=windows,
+                           corpus_ids=source, corpus_name=source_name, rng_seed=rng_seed,
+                           clip_fraction=what.clip_fraction, check=check)
+    if picked is not None:
+        picked.say()
+    if report.note:
+        stderr_console().print(f"note: {report.note}", markup=False)
+    if as_json:
+        typer.echo(json.dumps(dict(report.as_dict(), checkpoint=None if config else str(checkpoint_path))))
+    else:
+        console = stdout_console()
+        for item in gradient_tables(report):
+            console.print(item)
+    if plot is not None:
+        figures.to_file(figures.gradient_flow(report, "--plot"), plot)
+    if check:
+        worst = max((e for e in report.check.values() if e is not None), default=0.0)
+        if worst >= 1e-6:
+            raise CharnnError(
+                f"gradient check failed: max relative error {worst:.2e} >= 1e-6 (finite differences are unreliable "
+                "where the loss is chaotic, as with exploding gradients; try a smaller --steps)"
+            )
+
+
+@command(app)
+def info(
+    checkpoint_path: Optional[Path] = typer.Argument(None, metavar="[CHECKPOINT]", help="Checkpoint (.npz) to "
+                                                     "describe (default: best.npz of the most recently written run "
+                                                     "under ./runs)."),
+    as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print one JSON object instead of tables."),
+) -> None:
+    """Show what a checkpoint holds, from its headers and metadata, without loading its weights.
+
+    Format and charnn version, cell and sizes, parameter count, vocabulary, step, characters seen, best validation loss and the config. A damaged or hostile file is refused as sample and eval would refuse it.
+
+    Example: charnn info runs/hello/best.npz --json
+    """
+    from charnn.cli.display import checkpoint_tables, stdout_console
+
+    picked = Picked(checkpoint_path, other="charnn info CHECKPOINT")
+    summary = checkpoint.describe(picked.path)
+    picked.say()
+    if as_json:
+        typer.echo(json.dumps(dict(summary, checkpoint=summary["path"]), ensure_ascii=False))
+    else:
+        console = stdout_console()
+        for table in checkpoint_tables(summary):
+            console.print(table)
+
+
+@command(app)
+def report(
+    run_dirs: Optional[List[Path]] = typer.Argument(None, metavar="[RUN_DIR ...]",
+                                                    help="Run directories (default: the most recent run under ./runs)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE.html",
+                                          help="Where to write the page (default: <run>/report.html; for several "
+                                          "runs, ./report.html)."),
+    text: Optional[Path] = typer.Option(None, "--text", metavar="FILE", help="Show the units over this text."),
+    text_chars: int = typer.Option(2000, "--text-chars", metavar="N",
+                                   help="Else over the first N characters of the run's validation text."),
+    units: int = typer.Option(6, "--units", metavar="N",
+                              help="Units shown side by side: the ones that follow a property of the text, "
+                              "then those that vary most."),
+    as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print the numbers behind the page as JSON."),
+) -> None:
+    """Write one HTML page that shows what a run learned; it opens in any browser, offline.
+
+    Learning curves, samples over training, the gradient flow of best.npz, what its units track in a text (with the units that follow quotes, brackets or line position picked out), the model's surprisal and likeliest next characters per character, and how often each gate saturates. Several runs: their curves overlaid and their configs side by side. Needs matplotlib (pip install -e '.[plot]').
+
+    Example: charnn report runs/demo && open runs/demo/report.html
+    """
+    from charnn.analysis.report import build_report
+
+    given_dirs = bool(run_dirs)
+    if not run_dirs:
+        try:
+            picked = checkpoint.most_recent(name="config.yaml").parent
+        except CharnnError:
+            from charnn import hints
+
+            raise CharnnError(f"no run found under runs/; train first ({hints.train_first()}) "
+                              "or give RUN_DIR") from None
+        run_dirs = [picked]
+    result = build_report(run_dirs, output, text, text_chars, units)
+    if len(run_dirs) == 1 and not given_dirs:
+        from charnn.cli.display import print_used
+
+        best = run_dirs[0] / "best.npz"
+        val_loss = checkpoint.inspect(best)[0].get("val_loss") if best.is_file() else None
+        print_used(best if best.is_file() else run_dirs[0], val_loss, what="the most recent run",
+                   other="charnn report RUN_DIR")
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+    else:
+        typer.echo(result["report"])

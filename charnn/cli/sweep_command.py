@@ -1,0 +1,55 @@
+"""charnn sweep."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from charnn.cli.core import (FLAG, app, command)
+
+
+@command(app)
+def sweep(
+    sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml",
+                                      help="Sweep file: base config, search space, budget (see configs/sweeps/)."),
+    storage: Optional[str] = typer.Option(None, "--storage", metavar="URL",
+                                          help="Optuna storage URL (sqlite:///..., postgresql://...) or a journal "
+                                          "file (default: <run.dir>/<sweep>/optuna-journal.log)."),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, metavar="N",
+                                         help="Finished (complete or pruned) trials the study should hold; overrides "
+                                         "the file's trials. A restart continues towards it."),
+    workers: int = typer.Option(1, "--workers", min=1, metavar="N",
+                                help="Worker processes to run here, each with cores/N BLAS threads."),
+    as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print the study as one JSON object."),
+    status: bool = typer.Option(False, "--status", metavar=FLAG, help="Show the trials so far without running any."),
+    worker: bool = typer.Option(False, "--worker", hidden=True, metavar=FLAG,
+                                help="Run as one worker of --workers (no result printed)."),
+) -> None:
+    """Search hyperparameters with Optuna; every trial is a run directory <run.dir>/<sweep>/trial-<n>/.
+
+    Workers on other machines join with the same command and the same --storage. Ctrl-C records the running trial as failed and exits 130; the same command continues the study. The best trial's config is written to <run.dir>/<sweep>/best.yaml.
+
+    Example: charnn sweep configs/sweeps/shakespeare.yaml --workers 2
+    """
+    from charnn.sweep import study as sweeps
+    from charnn.cli.display import stderr_console, stdout_console, sweep_table
+    from charnn.sweep.spec import load_sweep
+
+    spec = load_sweep(sweep_file, storage, trials)
+    console = stderr_console()
+    log = lambda message: console.print(message, markup=False)  # noqa: E731
+    if worker:
+        sweeps.run_worker(spec, log)
+        return
+    summary = sweeps.status(spec) if status else sweeps.run_sweep(spec, workers, log)
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        out = stdout_console()
+        for item in sweep_table(summary):
+            out.print(item)
+    if summary["best"] is not None and spec.best_path.exists():
+        console.print(f"best config: {spec.best_path} (train it with: charnn train {spec.best_path})", markup=False)
