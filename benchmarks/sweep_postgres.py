@@ -9,18 +9,14 @@ The server and its folder are removed at the end.
     python benchmarks/sweep_postgres.py --workers 2 --trials 8
 
 Needs PostgreSQL's server binaries (Debian: apt-get install postgresql) and a driver
-(pip install -e '.[postgres]'). tests/test_sweep.py uses postgres_server() from here.
+(pip install -e '.[postgres]'); the server helper is tests/pgserver.py, which the tests use too.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import glob
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,66 +25,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _binary(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))  # Debian keeps them off PATH
-    return candidates[-1] if candidates else None
-
-
-def _as_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def unavailable() -> str | None:
-    """Why a server cannot be started here, or None when it can."""
-    if not (_binary("initdb") and _binary("pg_ctl")):
-        return "PostgreSQL's initdb and pg_ctl are not installed (Debian: apt-get install postgresql)"
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
-        return "no PostgreSQL driver: pip install -e '.[postgres]'"
-    if _as_root():  # initdb refuses to run as root
-        import pwd
-
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            return "running as root and there is no 'postgres' user to run the server as"
-        if not shutil.which("runuser"):
-            return "running as root and runuser is missing"
-    return None
-
-
-def _run(*cmd: str) -> None:
-    prefix = ["runuser", "-u", "postgres", "--"] if _as_root() else []
-    subprocess.run(prefix + list(cmd), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def postgres_server():
-    """Start a PostgreSQL server in a temporary folder; yield its URL; stop and delete it."""
-    folder = Path(tempfile.mkdtemp(prefix="charnn-pg-"))  # under /tmp, so the postgres user can reach it
-    if _as_root():
-        shutil.chown(folder, "postgres")
-    data, port = folder / "data", _free_port()
-    _run(_binary("initdb"), "-D", str(data), "-A", "trust", "-U", "charnn", "--no-sync")
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    _run(_binary("pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "server.log"), "-w", "start")
-    try:
-        yield f"postgresql://charnn@127.0.0.1:{port}/postgres"
-    finally:
-        _run(_binary("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
+sys.path.insert(0, str(ROOT / "tests"))
+from pgserver import binary, postgres_server, unavailable  # noqa: E402  (the tests' server helper)
 
 
 SWEEP = """
@@ -121,7 +59,7 @@ def main() -> None:
     (work / "corpus.txt").write_text("the cat sat on the mat. the dog sat on the log. " * 200)
     (work / "base.yaml").write_text(textwrap.dedent(BASE))
     (work / "sweep.yaml").write_text(textwrap.dedent(SWEEP))
-    print(f"postgres: {_binary('pg_ctl')}, psycopg2 {psycopg2.__version__}, optuna {optuna.__version__}, "
+    print(f"postgres: {binary('pg_ctl')}, psycopg2 {psycopg2.__version__}, optuna {optuna.__version__}, "
           f"python {sys.version.split()[0]}")
     print(f"workers: {args.workers} separate processes, trials: {args.trials}, each about 1.2 s; folder {work}")
     with postgres_server() as url:

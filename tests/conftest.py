@@ -1,7 +1,29 @@
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from charnn.nn import cells, model
+
+# Every cell test iterates the registry: a cell added to charnn/nn/cells is tested by adding it.
+CELLS = list(cells.CELLS)
+RECURRENT_CELLS = [name for name, c in cells.CELLS.items() if c.recurrent]  # a state carried through time
+GATED_CELLS = [name for name, c in cells.CELLS.items() if c.gate_names]
+WINDOW = 3  # characters a windowed cell (the mlp) reads in the tests
+
+
+def window(cell: str) -> int:
+    """model.context a test gives a cell: a few characters for a windowed cell, else 1."""
+    return WINDOW if cells.get(cell).windowed else 1
+
+
+def random_carry(params: dict, batch_size: int, cell: str, rng: np.random.Generator, scale: float = 0.5) -> list:
+    """A random carried state of the right kind per layer: normals for a cell's state, valid
+    characters (id + 1 in 0..V) for what a window carries."""
+    V = params["head.W_hy"].shape[1]
+    return [rng.integers(0, V + 1, s.shape) if s.dtype.kind == "i" else rng.normal(0, scale, s.shape)
+            for s in model.zero_state(params, batch_size, cell)]
 
 CORPUS = "the cat sat on the mat. the dog sat on the log. " * 8
 
@@ -42,14 +64,20 @@ def one_line_error(err: str) -> bool:
     return len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err
 
 
+def assert_one_line_error(err: str) -> None:
+    assert one_line_error(err), err
+
+
+def run(capsys, *argv):
+    """Run the command line in this process: (exit code, stdout, stderr)."""
+    from charnn.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @pytest.fixture
 def cli(capsys):
-    """Run the command line in this process: cli("sample", "--seed", "h") -> (exit code, stdout, stderr)."""
-    from charnn.cli.app import main
-
-    def run(*argv):
-        code = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    """run() with capsys bound: cli("sample", "--seed", "h") -> (exit code, stdout, stderr)."""
+    return lambda *argv: run(capsys, *argv)

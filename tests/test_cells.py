@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from charnn.nn import cells
-from charnn.nn import reference
 from charnn.nn.workspace import FRESH
 from gradcheck import numerical_grad, rel_error
 
@@ -64,6 +63,33 @@ def test_forward_matches_the_reference_step_by_step(cell):
 
 
 @pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T", [1, 4])
+def test_backward_matches_the_reference_step_by_step(cell, T):
+    """The fast backward over a layer against the reference's step_back run back through time, with
+    random gradients arriving at every output and at the last state."""
+    c, p, rng = layer(cell)
+    x = rng.normal(size=(T, B, 5))
+    state0 = rng.normal(0, 0.5, (B, c.state_width(H)))
+    dh_out, dlast = rng.normal(size=(T, B, H)), rng.normal(size=(B, c.state_width(H)))
+    xa = x @ p[c.input_weight] + p[c.input_bias]
+    _, _, cache = c.forward(rows(xa), state0, p, FRESH)
+    dxa, grads, dstate0 = c.backward(dh_out.copy(), cache, p, FRESH, dlast.copy())
+    saved, state = [], state0
+    for t in range(T):
+        _, state, record = c.reference_step(p, x[t], state)
+        saved.append(record)
+    ref_grads = {k: np.zeros_like(v) for k, v in p.items()}
+    dx, dstate = np.zeros_like(x), dlast
+    for t in range(T - 1, -1, -1):
+        dx[t], dstate = c.reference_step_back(p, saved[t], dh_out[t], dstate, ref_grads)
+    np.testing.assert_allclose(dstate0, dstate, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(dxa.reshape(T * B, -1) @ p[c.input_weight].T, dx.reshape(T * B, -1), rtol=1e-10, atol=1e-13)
+    for name in grads:  # the recurrent side; the input side's gradients are the model's (from dxa)
+        np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-10, atol=1e-13, err_msg=name)
+    np.testing.assert_allclose(np.einsum("tbi,tbk->ik", x, dxa), ref_grads[c.input_weight], rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("cell", CELLS)
 def test_one_step_for_sampling_equals_forward(cell):
     c, p, rng = layer(cell)
     xa = rng.normal(0, 0.7, (6, B, c.gates * H))
@@ -114,9 +140,31 @@ def test_values_a_report_shows(cell):
     gates = c.gate_values(cache)
     assert tuple(gates) == c.gate_names and all(g.shape == (4, B, H) for g in gates.values())
     for name, g in gates.items():
-        low = -1 if name in ("g", "n") else 0  # tanh-activated candidates; the rest are sigmoids
+        low = 0 if name in c.sigmoid_gates else -1  # sigmoid gates in (0, 1); tanh-activated candidates in (-1, 1)
         assert np.all((g >= low) & (g <= 1)), name
 
 
-def test_registry_names_every_cell_once():
-    assert CELLS == ["rnn", "lstm", "gru", "mlp"] and all(cells.get(n).name == n for n in CELLS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_registered_cell_states_what_callers_need(cell):
+    """The attributes callers read instead of a cell's name hold together."""
+    c = cells.get(cell)
+    assert c.name == cell
+    shapes = c.param_shapes(5, H)
+    assert {c.input_weight, c.input_bias} <= set(shapes) and shapes[c.input_weight] == (5, c.gates * H)
+    assert c.recurrent == (c.recurrent_weight is not None) == (c.state_width(H) > 0)
+    if c.recurrent_weight is not None:
+        assert shapes[c.recurrent_weight] == (H, c.gates * H)
+    assert not (c.windowed and c.recurrent)  # a window's characters ride in the slot a state would use
+    assert set(c.sigmoid_gates) <= set(c.gate_names) and (c.memory_gate is None or c.memory_gate in c.gate_names)
+    assert isinstance(c.memory_advice, str) and c.memory_advice
+
+
+def test_the_config_accepts_exactly_the_registered_cells(tmp_path):
+    from charnn.errors import CharnnError
+    from charnn.settings import from_dict
+
+    for cell in CELLS:
+        model = {"cell": cell, **({"context": 3} if cells.get(cell).windowed else {})}
+        assert from_dict({"data": {"text": "abc"}, "model": model, "run": {"name": "x"}}).model.cell == cell
+    with pytest.raises(CharnnError, match="model.cell: 'elman' is not one of " + ", ".join(CELLS)):
+        from_dict({"data": {"text": "abc"}, "model": {"cell": "elman"}, "run": {"name": "x"}})

@@ -8,21 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from charnn.cli.app import main
+from conftest import assert_one_line_error, run
 
 ROOT = Path(__file__).parent.parent
 
 
-def run(capsys, *argv):
-    code = main(list(map(str, argv)))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(err):
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    assert "Traceback" not in err
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,8 @@ import pytest
 
 from charnn.analysis import bias_variance
 from charnn.analysis import memory_span
-from charnn.cli.app import main
+from conftest import run
 
-
-def run(capsys, *argv):
-    code = main(list(map(str, argv)))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def random_log_probs(rng, K, n, V):

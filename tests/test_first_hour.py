@@ -3,7 +3,6 @@ like the text, commands that say which checkpoint they used, resume of a finishe
 gradient verdict, and hints that point the right way from wherever the user stands."""
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 
 from charnn import presets
 from charnn.training import checkpoint
-from charnn.analysis import gradients
 from charnn.config import key_hint
 from charnn.settings import load_config
 from charnn.errors import CharnnError

@@ -11,6 +11,7 @@ from charnn.nn import model
 from charnn.nn import reference
 from charnn.errors import CharnnError
 from charnn.data.vocab import Vocab
+from conftest import RECURRENT_CELLS
 
 V, H, T = 6, 5, 7
 
@@ -18,7 +19,7 @@ V, H, T = 6, 5, 7
 def last_step(params, cell, ids, perturb=None):
     """(l_T, outputs per layer) of one window from a zero state, by the reference model (with its
     perturbation hooks: the output h_t of a layer, or the recurrent matrix in the step producing it)."""
-    state0 = [np.zeros((1, (2 if cell == "lstm" else 1) * H)) for _ in range(model.num_layers_of(params))]
+    state0 = [np.zeros((1, cells.get(cell).state_width(H))) for _ in range(model.num_layers_of(params))]
     perturb = {perturb[:3]: perturb[3]} if perturb else None
     record = reference.forward(params, cell, ids[None, :-1], ids[None, 1:], state0, perturb=perturb)
     return record["losses"][0, -1], [[h[0] for h in layer] for layer in record["outputs"]]
@@ -39,7 +40,7 @@ def rel(a, b):
     return abs(a - b) / max(abs(a) + abs(b), 1e-300)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", RECURRENT_CELLS)
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_per_lag_quantities_match_finite_differences(cell, num_layers):
     rng = np.random.default_rng(0)

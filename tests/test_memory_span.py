@@ -4,6 +4,7 @@ import pytest
 
 from charnn.analysis import memory_span
 from charnn.errors import CharnnError
+from charnn.settings import load_config
 
 
 def test_stages_parse_and_bad_ones_are_one_line_errors():
@@ -29,22 +30,18 @@ def test_a_tiny_curriculum_over_two_seeds(tmp_path):
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_recurrent_cells_build_on_the_previous_stage_the_mlp_starts_afresh(tmp_path, monkeypatch):
-    seen = []
-
-    def fake_train(cfg, run_dir, force):
-        seen.append((cfg.model.cell, cfg.run.init_from, cfg.train.optimizer, cfg.train.weight_decay))
-        return type("Result", (), {"elapsed_s": 0.0, "step": 1})()
-
-    monkeypatch.setattr(memory_span, "train", fake_train)
-    score = {"loss": 0.0, "best": 0.0, "nomem": 0.0, "fraction": 0.0, "horizon": None}
-    monkeypatch.setattr(memory_span, "_score", lambda path, cfg, text: score)
-    memory_span.run(["gru", "mlp"], ((2, 1), (3, 1)), [0], hidden=8, text_chars=2_000, context=4)
-    (gru2, gru3), (mlp2, mlp3) = seen[:2], seen[2:]
-    assert gru2[1] is None and gru3[1].endswith("gru-s0-K2/latest.npz")  # the curriculum
-    assert gru3[2:] == ("adam", 0.0)
-    assert mlp2[1] is None and mlp3[1] is None  # no recurrence to build on: each K from scratch
-    assert mlp3[2:] == ("adamw", 0.1)
+def test_recurrent_cells_build_on_the_previous_stage_the_mlp_starts_afresh(tmp_path):
+    """A real tiny run (trained, scored), its stage runs kept to read back how each stage began."""
+    rows = memory_span.run(["gru", "mlp"], ((2, 0.2), (3, 0.2)), [0], hidden=8, text_chars=3_000, context=4,
+                           runs_dir=tmp_path)
+    assert [(r["cell"], r["K"]) for r in rows] == [("gru", 2), ("gru", 3), ("mlp", 2), ("mlp", 3)]
+    assert all(r["steps"] > 0 for r in rows) and {r["horizon"] for r in rows if r["cell"] == "mlp"} == {"context 4"}
+    seen = {r: load_config(tmp_path / r / "config.yaml") for r in ("gru-s0-K2", "gru-s0-K3", "mlp-s0-K2", "mlp-s0-K3")}
+    gru2, gru3, mlp2, mlp3 = (seen[r] for r in ("gru-s0-K2", "gru-s0-K3", "mlp-s0-K2", "mlp-s0-K3"))
+    assert gru2.run.init_from is None and gru3.run.init_from == str(tmp_path / "gru-s0-K2" / "latest.npz")
+    assert (gru3.train.optimizer, gru3.train.weight_decay) == ("adam", 0.0)
+    assert mlp2.run.init_from is None and mlp3.run.init_from is None  # no recurrence to build on: each K afresh
+    assert (mlp3.train.optimizer, mlp3.train.weight_decay) == ("adamw", 0.1)
 
 
 def test_the_figure_survives_seeds_that_agree(tmp_path):

@@ -8,14 +8,15 @@ from charnn.nn.loss import softmax_cross_entropy
 from charnn.errors import CharnnError
 from charnn.data.vocab import one_hot
 from charnn.nn.workspace import Workspace
+from conftest import CELLS, GATED_CELLS, RECURRENT_CELLS, window
 
 V, H, B = 5, 4, 3
-CELLS = ["rnn", "lstm", "gru"]
 
 
 def make_params(cell="rnn", num_layers=1, seed=0, dtype=np.float64):
     rng = np.random.default_rng(seed)
-    params = model.init_params(V, H, num_layers, init="normal", scale=0.5, rng=rng, dtype=dtype, cell=cell)
+    params = model.init_params(V, H, num_layers, init="normal", scale=0.5, rng=rng, dtype=dtype, cell=cell,
+                               context=window(cell))
     for p in params.values():
         if p.ndim == 1:
             p += rng.normal(0, 0.3, p.shape).astype(dtype)
@@ -61,7 +62,7 @@ def test_softmax_cross_entropy_is_stable_at_huge_logits(dtype):
     assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads.values())
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", RECURRENT_CELLS)  # (what a window carries is characters, not floats)
 def test_float32_is_the_default_and_kept_throughout(cell):
     params = model.init_params(V, H, 2, rng=np.random.default_rng(0), cell=cell)
     assert all(p.dtype == np.float32 for p in params.values())
@@ -167,7 +168,7 @@ def test_without_a_workspace_forward_and_backward_allocate_anew():
     assert not any(np.shares_memory(x, y) for x in a.buffers for y in b.buffers)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", GATED_CELLS)
 def test_chrono_initialisation(cell):
     params = model.init_params(7, 500, 1, rng=np.random.default_rng(3), cell=cell, gate_init="chrono", chrono_max=50)
     if cell == "lstm":

@@ -51,6 +51,35 @@ def test_adam_first_step_is_lr_times_sign():
     assert int(state["t"]) == 1
 
 
+@pytest.mark.parametrize("name, wd", [("adam", 0.0), ("adam", 0.05), ("adamw", 0.05)])
+def test_adam_over_several_steps_follows_the_formula(name, wd):
+    """Step 1 moves every weight by +-lr whatever the bias correction does; over several steps of
+    changing gradients the moments, their bias correction and the (coupled or decoupled) weight
+    decay are all checked against Adam's formula, written out here in float64."""
+    rng = np.random.default_rng(0)
+    spec = OptimizerSpec(name, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=wd)
+    params = {"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)}
+    state = init_state(spec, params)
+    expected = {k: v.copy() for k, v in params.items()}
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v2 = {k: np.zeros_like(v) for k, v in params.items()}
+    for t in range(1, 8):
+        lr = 0.01 * t  # a changing rate, as a schedule gives
+        grads = {k: rng.normal(size=v.shape) for k, v in params.items()}
+        for k, p in expected.items():
+            g = grads[k] + (wd * p if name == "adam" and p.ndim == 2 else 0)  # coupled L2 on matrices
+            m[k] = 0.9 * m[k] + 0.1 * g
+            v2[k] = 0.99 * v2[k] + 0.01 * g * g
+            m_hat, v_hat = m[k] / (1 - 0.9**t), v2[k] / (1 - 0.99**t)
+            if name == "adamw" and p.ndim == 2:
+                p *= 1 - lr * wd  # decoupled
+            p -= lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+        apply_update(spec, params, {k: g.copy() for k, g in grads.items()}, state, lr)
+        for k in params:
+            np.testing.assert_allclose(params[k], expected[k], rtol=1e-12, err_msg=f"{k} at step {t}")
+    assert int(state["t"]) == 7
+
+
 def test_adamw_decouples_weight_decay_and_adam_couples_it():
     p, _ = one_step("adamw", weight_decay=0.1)  # p * (1 - lr*wd) - lr * 1
     assert p == pytest.approx(1.0 * (1 - 0.01) - 0.1, rel=1e-7)

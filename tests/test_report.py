@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from charnn.training import checkpoint
-from charnn.nn import reference
-from charnn.cli.app import main
+from charnn.nn import cells, model, reference
 from charnn.settings import load_config
 from charnn.errors import CharnnError
 from charnn.analysis.report import build_report
 from charnn.training.loop import train
 from charnn.data.vocab import Vocab
+from conftest import CELLS, one_line_error, run
 
 pytest.importorskip("matplotlib")  # in the test extra; the report needs it
 
@@ -25,15 +25,6 @@ QUOTES_TEXT = ('He said “yes” and left. “Go” she said, then “no more�
                + 'so “we go now” and “hello there”. ') * 3
 
 
-def run(capsys, *argv):
-    code = main(list(map(str, argv)))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err):
-    lines = [line for line in err.splitlines() if line.strip()]
-    return len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err
 
 
 def make_run(tmp_path, cell="rnn", name="r", text=None, steps=20, extra=()):
@@ -41,7 +32,7 @@ def make_run(tmp_path, cell="rnn", name="r", text=None, steps=20, extra=()):
     (tmp_path / f"{name}.txt").write_text(text, encoding="utf-8")
     (tmp_path / f"{name}.yaml").write_text(
         f"data:\n  path: {name}.txt\n  val_fraction: 0.2\nmodel:\n  cell: {cell}\n  hidden_size: 10\n  num_layers: 2\n"
-        "  dtype: float64\n"
+        f"  dtype: float64\n{'  context: 3' if cells.get(cell).windowed else ''}\n"
         f"train:\n  batch_size: 2\n  seq_len: 8\n  steps: {steps}\nrun:\n  dir: {tmp_path / 'runs'}\n"
         "  eval_every: 5\n  log_every: 1\n  sample_every: 10\n", encoding="utf-8")
     train(load_config(tmp_path / f"{name}.yaml", list(extra)))
@@ -60,7 +51,7 @@ def page_data(path: Path) -> dict:
     return json.loads(found.group(1).replace("<\\/", "</"))
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_numbers_on_the_page_equal_a_direct_forward_pass(tmp_path, cell):
     run_dir = make_run(tmp_path, cell)
     result = build_report([run_dir], text_chars=200)
@@ -69,15 +60,15 @@ def test_numbers_on_the_page_equal_a_direct_forward_pass(tmp_path, cell):
     text = "".join(data["chars"])
     ids = Vocab(tuple(ckpt.vocab_chars)).encode(text)
     params = {k: v.astype(np.float64) for k, v in ckpt.params.items()}
-    zero = [np.zeros((1, w.shape[1])) for w in ckpt.hidden]
-    ref = reference.forward(params, cell, ids[None, :], np.append(ids[1:], 0)[None, :], zero)
+    zero = model.zero_state(params, 1, cell)
+    targets = np.append(ids[1:], 0)[None, :]
+    ref = reference.forward(params, cell, ids[None, :], targets, zero)
     probs = ref["probs"][0]  # (n, V): row i predicts character i + 1
     assert data["units"]["encoding"] == "float" and len(text) == 200
+    c = cells.get(cell)
+    _, _, cache = model.forward(params, ids[None, :], targets, zero, cell=cell)  # what each unit shows, directly
     for layer in range(2):
-        if cell == "lstm":  # the LSTM's units show tanh(c): the reference keeps c_t in each step's saved values
-            expected = np.tanh(np.stack([saved[-1][0] for saved in ref["saved"][layer]]))
-        else:
-            expected = np.stack([h[0] for h in ref["outputs"][layer][1:]])
+        expected = c.unit_values(cache.cell_caches[layer])[:, 0]  # the output, or e.g. the LSTM's tanh(c)
         np.testing.assert_allclose(np.array(data["units"]["values"][layer]).T, expected, atol=1e-6)
     surprisal = -np.log(probs[np.arange(len(ids) - 1), ids[1:]])
     np.testing.assert_allclose(data["surprisal"][1:], surprisal, rtol=1e-6, atol=1e-6)
@@ -86,9 +77,9 @@ def test_numbers_on_the_page_equal_a_direct_forward_pass(tmp_path, cell):
         order = np.argsort(-probs[i], kind="stable")[:5]
         assert [c for c, _ in data["top"][i]] == [ckpt.vocab_chars[j] for j in order]
         np.testing.assert_allclose([p for _, p in data["top"][i]], probs[i][order], atol=1e-6)
-    if cell != "rnn":
+    if c.sigmoid_gates:
         gates = {(g["layer"], g["gate"]) for g in result["gates"]}
-        assert gates == {(layer, g) for layer in range(2) for g in (("i", "f", "o") if cell == "lstm" else ("r", "z"))}
+        assert gates == {(layer, g) for layer in range(2) for g in c.sigmoid_gates}
         assert all(0 <= g["left"] <= 1 and 0 <= g["right"] <= 1 for g in result["gates"])
 
 

@@ -25,25 +25,16 @@ from charnn.training import checkpoint
 from charnn.data import sources as corpus
 from charnn.nn import model
 from charnn.nn import optim
-from charnn.cli.app import main
 from charnn.settings import load_config
 from charnn.errors import CharnnError
 from charnn.nn.evaluate import evaluate_ids
 from charnn.training.loop import TrainingDiverged, train
+from conftest import one_line_error, run
 
 ROOT = Path(__file__).parent.parent
 CHARNN = [sys.executable, "-m", "charnn"]
 
 
-def run(capsys, *argv):
-    code = main(list(map(str, argv)))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err):
-    lines = [line for line in err.splitlines() if line.strip()]
-    return len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,15 @@ from charnn.nn import model
 from charnn.nn import sampling as sample
 from charnn.errors import CharnnError
 from charnn.data.vocab import Vocab
+from conftest import CELLS, window
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_generated_text_is_what_the_model_predicts(cell):
     rng = np.random.default_rng(0)
     vocab = Vocab(tuple("abcdef"))
-    params = model.init_params(6, 8, 2, init="normal", scale=0.8, rng=rng, dtype=np.float64, cell=cell)
+    params = model.init_params(6, 8, 2, init="normal", scale=0.8, rng=rng, dtype=np.float64, cell=cell,
+                               context=window(cell))
     for p in params.values():
         if p.ndim == 1:
             p += rng.normal(0, 0.5, p.shape)

@@ -13,6 +13,7 @@ from charnn.nn import model
 from charnn.settings import load_config
 from charnn.errors import CharnnError
 from charnn.nn.sampling import generate
+from charnn.training import loop
 from charnn.training.loop import Callback, TrainingDiverged, TrainingInterrupted, train
 from charnn.data.vocab import Vocab
 
@@ -115,19 +116,30 @@ def test_resume_without_checkpoint_is_an_error(write_config):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(write_config, monkeypatch):
     cfg = load_config(write_config())
-    real_forward = model.forward
-    calls = {"n": 0}
-
-    def flaky_forward(*args, **kwargs):
-        calls["n"] += 1
-        loss, last, cache = real_forward(*args, **kwargs)
-        return (float("nan") if calls["n"] == 8 else loss), last, cache
-
-    monkeypatch.setattr(model, "forward", flaky_forward)
+    monkeypatch.setattr(loop, "train_step", at_training_step(8, model, "forward", lambda out: (float("nan"), *out[1:])))
     with pytest.raises(TrainingDiverged, match="lower train.lr"):
         train(cfg)
     run_dir = Path(cfg.run.dir) / cfg.run.name
     assert checkpoint.load(run_dir / "latest.npz").meta["step"] == 5
+
+
+def at_training_step(step: int, module, name: str, spoil):
+    """A train_step that, at training step `step` only (1-based; evaluation does not count), passes
+    what module.name returns through spoil(); every other step, and everything else, is untouched."""
+    real_step, real_fn = loop.train_step, getattr(module, name)
+    steps = {"n": 0}
+
+    def step_fn(*args, **kwargs):
+        steps["n"] += 1
+        if steps["n"] != step:
+            return real_step(*args, **kwargs)
+        setattr(module, name, lambda *a, **k: spoil(real_fn(*a, **k)))
+        try:
+            return real_step(*args, **kwargs)
+        finally:
+            setattr(module, name, real_fn)
+
+    return step_fn
 
 
 def test_text_too_short_for_one_batch_names_the_keys(write_config):
@@ -161,17 +173,12 @@ def test_max_minutes_stops_on_time(write_config):
 
 def test_infinite_gradient_stops_before_the_update(write_config, monkeypatch):
     cfg = load_config(write_config())
-    real_backward = model.backward
-    calls = {"n": 0}
 
-    def exploding_backward(*args, **kwargs):
-        calls["n"] += 1
-        grads, dh0 = real_backward(*args, **kwargs)
-        if calls["n"] == 7:
-            grads["rnn.0.W_hh"][0, 0] = np.inf
-        return grads, dh0
+    def infinite(out):
+        out[0]["rnn.0.W_hh"][0, 0] = np.inf
+        return out
 
-    monkeypatch.setattr(model, "backward", exploding_backward)
+    monkeypatch.setattr(loop, "train_step", at_training_step(7, model, "backward", infinite))
     with pytest.raises(TrainingDiverged, match="gradient norm became inf at step 7"):
         train(cfg)
     run_dir = Path(cfg.run.dir) / cfg.run.name
@@ -203,3 +210,58 @@ def test_failed_init_from_leaves_no_run_directory(write_config, tmp_path):
     with pytest.raises(CharnnError, match="not found"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+# ---- budgets in time, and a data file that moved ------------------------------------------------
+
+
+def test_the_learning_rate_follows_the_time_budget():
+    """With train.max_minutes the schedule runs over the wall-clock budget (or the step budget,
+    whichever is further along): cosine from lr to min_lr as the minutes pass, after the warm-up."""
+    from charnn.config import TrainConfig
+    from charnn.training.loop import learning_rate
+
+    t = TrainConfig(lr=1.0, min_lr=0.0, lr_schedule="cosine", steps=10**9, max_minutes=2.0, warmup_steps=10)
+    assert learning_rate(t, 4, 0.0) == pytest.approx(0.5)  # warm-up: (4 + 1) / 10
+    assert learning_rate(t, 100, 0.0) == pytest.approx(1.0)
+    assert learning_rate(t, 100, 60.0) == pytest.approx(0.5)  # half the minutes: half way down the cosine
+    assert learning_rate(t, 100, 120.0) == pytest.approx(0.0)
+    by_steps = TrainConfig(lr=1.0, lr_schedule="cosine", steps=110, max_minutes=2.0, warmup_steps=10)
+    assert learning_rate(by_steps, 60, 1.0) == pytest.approx(0.5)  # the step budget is further along
+
+
+def test_eval_every_minutes_evaluates_on_the_training_clock(write_config, monkeypatch):
+    """A fake clock that moves 1 s per reading: one evaluation in each 3-second period of training
+    time (at the first step that reaches it), and one at the end."""
+    clock = {"now": 0.0}
+
+    def tick():
+        clock["now"] += 1.0
+        return clock["now"]
+
+    monkeypatch.setattr(loop.time, "perf_counter", tick)
+    cfg = load_config(write_config(), ["run.eval_every=0", "run.eval_every_minutes=0.05", "train.steps=12"])
+    result = train(cfg)
+    evals = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()
+             if "val_loss" in line]
+    times = [e["elapsed_s"] for e in evals]
+    assert len(evals) >= 3 and evals[-1]["step"] == 12
+    periods = [int(t // 3) for t in times[:-1]]  # the timed ones: one per 3-second period, each period reached
+    assert periods == list(range(1, int(times[-1] // 3) + 1))[: len(periods)] and len(set(periods)) == len(periods)
+
+
+def test_resume_after_the_data_file_moved(write_config, tmp_path, capsys):
+    path = write_config()
+    first = train(load_config(path, ["train.steps=5"]), tmp_path / "r")
+    moved = tmp_path / "elsewhere" / "corpus.txt"
+    moved.parent.mkdir()
+    (tmp_path / "corpus.txt").rename(moved)
+    run_dir = str(first.run_dir)
+    with pytest.raises(CharnnError, match="not found"):  # the old path, named
+        train(load_config(first.run_dir / "config.yaml", ["train.steps=10"]), first.run_dir, resume=True)
+    resumed = train(load_config(first.run_dir / "config.yaml", ["train.steps=10", f"data.path={moved}"]),
+                    first.run_dir, resume=True)
+    assert resumed.step == 10 and load_config(first.run_dir / "config.yaml").data.path == str(moved)
+    moved.write_text("an entirely different text with other letters: xyzqj " * 20, encoding="utf-8")
+    with pytest.raises(CharnnError, match="changed"):
+        train(load_config(Path(run_dir) / "config.yaml", ["train.steps=15"]), Path(run_dir), resume=True)

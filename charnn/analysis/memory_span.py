@@ -125,12 +125,14 @@ def _score(ckpt_path: Path, cfg, text: synth.SynthText) -> dict:
 
 def run(cell_names, stages, seeds, overrides=(), hidden: int | None = None, text_chars: int | None = None,
         context: int = MLP_CONTEXT, log: Callable[[str], None] = lambda message: None,
-        on_row: Callable[[list], None] = lambda rows: None) -> list[dict]:
+        on_row: Callable[[list], None] = lambda rows: None, runs_dir: str | Path | None = None) -> list[dict]:
     """Train every (cell, seed) through the curriculum; one row per stage (on_row gets the rows so far
-    after each, to write them as they grow)."""
+    after each, to write them as they grow). The stages' runs (<cell>-s<seed>-K<K>/) go to a
+    temporary folder removed at the end, or to `runs_dir` to keep them."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        runs = Path(runs_dir) if runs_dir is not None else tmp / "runs"
         empty = tmp / "base.yaml"
         empty.write_text("{}\n")
         texts = {}
@@ -141,20 +143,23 @@ def run(cell_names, stages, seeds, overrides=(), hidden: int | None = None, text
             for seed in seeds:
                 previous = None
                 for lag, seconds in stages:
-                    base = stage_overrides(cell, lag, seconds, tmp / f"delay{lag}.txt", tmp / "runs", previous, seed,
-                                           hidden, context)
+                    base = stage_overrides(cell, lag, seconds, tmp / f"delay{lag}.txt", runs, previous, seed, hidden,
+                                           context)
                     cfg = load_config(empty, base + list(overrides))
-                    result = train(cfg, tmp / "runs" / cfg.run.name, force=True)
-                    last = tmp / "runs" / cfg.run.name / "latest.npz"
+                    result = train(cfg, runs / cfg.run.name, force=True)
+                    last = runs / cfg.run.name / "latest.npz"
                     previous = last if cells.get(cell).recurrent else None  # the curriculum is for recurrent cells
-                    row = {"cell": cell, "K": lag, "seed": seed, "seconds": round(result.elapsed_s, 1),
-                           "steps": result.step, **_score(last, cfg, texts[lag])}
-                    rows.append(row)
+                    rows.append({"cell": cell, "K": lag, "seed": seed, "seconds": round(result.elapsed_s, 1),
+                                 "steps": result.step, **_score(last, cfg, texts[lag])})
                     on_row(rows)
-                    log(f"{cell:5s} seed {seed} K={lag:3d}: {row['steps']} steps in {row['seconds']:.0f} s, loss "
-                        f"{row['loss']:.4f} (best {row['best']:.4f}, no memory {row['nomem']:.4f}) -> "
-                        f"{100 * row['fraction']:.0f}% learned, horizon {row['horizon']}")
+                    log(_row_line(rows[-1]))
     return rows
+
+
+def _row_line(row: dict) -> str:
+    return (f"{row['cell']:5s} seed {row['seed']} K={row['K']:3d}: {row['steps']} steps in {row['seconds']:.0f} s, "
+            f"loss {row['loss']:.4f} (best {row['best']:.4f}, no memory {row['nomem']:.4f}) -> "
+            f"{100 * row['fraction']:.0f}% learned, horizon {row['horizon']}")
 
 
 def summary(rows: list[dict]) -> list[dict]:

@@ -79,7 +79,8 @@ def forward(params, cell, ids, targets, state0, masks=None, perturb=None, weight
     windowed = enc.context_width() > 0  # layer 0 carries its window's characters, and no cell state
     context = state0[0] if windowed else None
     states = [np.zeros((B, 0)) if windowed and l == 0 else s.astype(np.float64) for l, s in enumerate(state0)]
-    outputs = [[s[:, :H]] for s in states]
+    # h_0: a cell's output is the first H columns of its state; a cell without state has none (zero)
+    outputs = [[s[:, :H] if s.shape[1] >= H else np.zeros((B, H))] for s in states]
     saved = [[None] * T for _ in layers]
     losses, probs = np.zeros((B, T)), np.zeros((B, T, V))
     for t in range(T):

@@ -218,9 +218,10 @@ def gate_saturation(reading: TextReading) -> list[dict]:
     """For every sigmoid gate and unit, the fraction of characters at which it is left-saturated
     (< SATURATED, nearly shut) and right-saturated (> 1 - SATURATED, wide open)."""
     out = []
+    sigmoids = cells.get(reading.cell).sigmoid_gates  # the tanh candidates are values, not gates
     for (layer, gate), g in reading.gates.items():
-        if gate in ("g", "n"):
-            continue  # candidate values (tanh), not gates
+        if gate not in sigmoids:
+            continue
         left, right = (g < SATURATED).mean(axis=0), (g > 1 - SATURATED).mean(axis=0)
         out += [{"layer": layer, "gate": gate, "unit": u, "left": float(left[u]), "right": float(right[u])}
                 for u in range(g.shape[1])]

@@ -39,6 +39,7 @@ class Cell(Protocol):
     input_bias: str  # b_in (kH,), added to the input part
     recurrent_weight: str | None  # W_rec (H, kH), multiplied by the previous output; None without recurrence
     gate_names: tuple[str, ...]  # the gates gate_values reports (none for the Elman cell)
+    sigmoid_gates: tuple[str, ...]  # those that are sigmoids in (0, 1), which can saturate shut or open
     recurrent: bool  # carries a state through time: gradients flow back through it (inspect-gradients)
     windowed: bool  # reads a window of model.context characters at once instead of one (no recurrence)
     memory_gate: str | None  # the gate whose running product is memory's direct path (the LSTM's f), or None
@@ -101,6 +102,7 @@ class CellBase:
     is its output, its biases start at zero, and it has no gates for chrono to set."""
 
     gate_names: tuple[str, ...] = ()
+    sigmoid_gates: tuple[str, ...] = ()
     recurrent = True
     windowed = False
     memory_gate: str | None = None

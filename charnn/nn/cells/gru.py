@@ -36,6 +36,7 @@ class GRU(CellBase):
     gates = 3
     input_weight, input_bias, recurrent_weight = "W_x", "b_x", "W_h"
     gate_names = ("r", "z", "n")
+    sigmoid_gates = ("r", "z")  # n is the tanh candidate
     memory_gate = "z"  # h_t = z * h_{t-1} + ...: the share of the old state kept
 
     def param_shapes(self, fan_in: int, H: int) -> dict[str, tuple[int, ...]]:

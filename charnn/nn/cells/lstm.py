@@ -38,6 +38,7 @@ class LSTM(CellBase):
     gates = 4
     input_weight, input_bias, recurrent_weight = "W_x", "b", "W_h"
     gate_names = ("i", "f", "g", "o")
+    sigmoid_gates = ("i", "f", "o")  # g is the tanh candidate
     memory_gate = "f"  # c_t = f * c_{t-1} + ...: the product of forget gates is the carousel through c
 
     def param_shapes(self, fan_in: int, H: int) -> dict[str, tuple[int, ...]]:
