@@ -153,7 +153,10 @@ def test_a_registered_cell_states_what_callers_need(cell):
     assert {c.input_weight, c.input_bias} <= set(shapes) and shapes[c.input_weight] == (5, c.gates * H)
     assert c.recurrent == (c.recurrent_weight is not None) == (c.state_width(H) > 0)
     if c.recurrent_weight is not None:
-        assert shapes[c.recurrent_weight] == (H, c.gates * H)
+        assert shapes[c.recurrent_weight][0] == H  # it multiplies the previous output (a matrix, or a diagonal)
+        rng = np.random.default_rng(0)
+        radius, largest = c.recurrent_spectrum({k: rng.normal(size=s) for k, s in shapes.items()})
+        assert largest > 0 and (radius is None or radius <= largest + 1e-9)
     assert not (c.windowed and c.recurrent)  # a window's characters ride in the slot a state would use
     assert set(c.sigmoid_gates) <= set(c.gate_names) and (c.memory_gate is None or c.memory_gate in c.gate_names)
     assert isinstance(c.memory_advice, str) and c.memory_advice

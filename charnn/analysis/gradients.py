@@ -268,7 +268,7 @@ def _layer_report(c: cells.Cell, layer: int, p: dict, cc, flow: _Flow, T: int) -
     contribution = np.linalg.norm(cc.h[:-1][lag_order], axis=2) * np.linalg.norm(flow.da[lag_order], axis=2)
     horizon, factor = _horizon(dL_ds), _fit_factor(dL_ds)
     word, advice = verdict(horizon, factor, dL_ds, c.memory_advice)
-    W_rec = p[c.recurrent_weight]
+    spectral_radius, max_singular_value = c.recurrent_spectrum(p)
     return LayerReport(
         layer=layer,
         lag=list(range(T)),
@@ -279,8 +279,8 @@ def _layer_report(c: cells.Cell, layer: int, p: dict, cc, flow: _Flow, T: int) -
         factor=factor,
         verdict=word,
         advice=advice,
-        spectral_radius=float(np.abs(np.linalg.eigvals(W_rec)).max()) if W_rec.shape[0] == W_rec.shape[1] else None,
-        max_singular_value=float(np.linalg.norm(W_rec, 2)),
+        spectral_radius=spectral_radius,
+        max_singular_value=max_singular_value,
         cell=c.name,
         dL_dc=mean(flow.gc).tolist() if flow.gc is not None else None,
         cell_path=_cell_path(c.gate_values(cc)[c.memory_gate]).mean(axis=1).tolist() if flow.gc is not None else None,

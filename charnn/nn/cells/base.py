@@ -83,6 +83,10 @@ class Cell(Protocol):
     def unit_values(self, cache: Any) -> np.ndarray:
         """(T, B, H): what each unit shows at each step (the output, or the LSTM's tanh(c))."""
 
+    def recurrent_spectrum(self, p: dict) -> tuple[float | None, float]:
+        """(the spectral radius of the recurrent weight, None where it is not square; its largest
+        singular value): what inspect-gradients reports beside the measured decay."""
+
     def gate_values(self, cache: Any) -> dict[str, np.ndarray]:
         """Gate name -> (T, B, H) activations (empty for the Elman cell)."""
 
@@ -118,6 +122,11 @@ class CellBase:
 
     def state_width(self, H: int) -> int:
         return H
+
+    def recurrent_spectrum(self, p: dict) -> tuple[float | None, float]:
+        W = p[self.recurrent_weight]  # (H, kH): square for one gate block
+        radius = float(np.abs(np.linalg.eigvals(W)).max()) if W.shape[0] == W.shape[1] else None
+        return radius, float(np.linalg.norm(W, 2))
 
 
 def sigmoid(a):
