@@ -264,8 +264,8 @@ def _layer_report(c: cells.Cell, layer: int, p: dict, cc, flow: _Flow, T: int) -
     lag_order = slice(None, None, -1)  # lag k <-> state index t = T-k, so reverse the time axis
     mean = lambda a: np.linalg.norm(a[lag_order], axis=2).mean(axis=1)  # noqa: E731  (T,) over windows
     dL_ds = mean(flow.g)
-    # the step producing s_{T-k} adds s_{T-k-1}^T da_{T-k} to dl_T/dW: its Frobenius norm
-    contribution = np.linalg.norm(cc.h[:-1][lag_order], axis=2) * np.linalg.norm(flow.da[lag_order], axis=2)
+    # the step producing s_{T-k} adds its term to dl_T/dW_rec (s_{T-k-1}^T da_{T-k} for a matrix): its norm
+    contribution = c.recurrent_grad_norms(cc.h[:-1][lag_order], flow.da[lag_order])
     horizon, factor = _horizon(dL_ds), _fit_factor(dL_ds)
     word, advice = verdict(horizon, factor, dL_ds, c.memory_advice)
     spectral_radius, max_singular_value = c.recurrent_spectrum(p)

@@ -87,6 +87,10 @@ class Cell(Protocol):
         """(the spectral radius of the recurrent weight, None where it is not square; its largest
         singular value): what inspect-gradients reports beside the measured decay."""
 
+    def recurrent_grad_norms(self, h_prev: np.ndarray, da: np.ndarray) -> np.ndarray:
+        """(T, N): the norm of each step's term of the gradient of the recurrent weight, from the
+        previous outputs h_prev (T, N, H) and the recurrent pre-activation's gradients da (T, N, kH)."""
+
     def gate_values(self, cache: Any) -> dict[str, np.ndarray]:
         """Gate name -> (T, B, H) activations (empty for the Elman cell)."""
 
@@ -127,6 +131,11 @@ class CellBase:
         W = p[self.recurrent_weight]  # (H, kH): square for one gate block
         radius = float(np.abs(np.linalg.eigvals(W)).max()) if W.shape[0] == W.shape[1] else None
         return radius, float(np.linalg.norm(W, 2))
+
+    def recurrent_grad_norms(self, h_prev: np.ndarray, da: np.ndarray) -> np.ndarray:
+        # a step's term of dW_rec is the outer product h_{t-1}^T da_t, whose Frobenius norm is the
+        # product of the two vectors' norms (no (H, kH) matrix is formed)
+        return np.linalg.norm(h_prev, axis=2) * np.linalg.norm(da, axis=2)
 
 
 def sigmoid(a):
