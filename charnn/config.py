@@ -346,38 +346,44 @@ def read(path: str | Path, overrides: list[str] = (), origin: str = "--set {item
     Precedence: dataclass defaults < the file < values < overrides. `values` maps dotted keys to
     (value, how an error names it), for settings a command takes as its own flags (--data FILE).
     Errors in an override name it as `origin` says ({item}: the override, {key}: its dotted key).
+    data.path in the file is relative to the file.
     """
     path = Path(path)
-    raw = read_yaml(path)
+    return build(read_yaml(path), str(path), path.parent, path.stem, overrides, origin, values)
+
+
+def build(raw: Any, source: str, base: Path, name: str, overrides: list[str] = (), origin: str = "--set {item}",
+          values: dict | None = None) -> Config:
+    """A Config from parsed YAML (or a dict) named `source`, as `read` makes one: data.path relative to
+    `base`, then `values`, then the overrides; run.name defaults to `name`."""
     raw = {} if raw is None else raw
     origins: dict = {}
     if isinstance(raw, dict):
         raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
-        # data.path in the file is relative to the file; on the command line, to the cwd
-        _absolute_data_path(raw, path.parent)
+        _absolute_data_path(raw, base)
         for dotted, (value, said) in (values or {}).items():
-            _override(raw, path, dotted.split("."), value, origins, said)
+            _override(raw, source, dotted.split("."), value, origins, said)
         for item in overrides:
             (section, key), value = parse_override(item)
             if section not in _SECTION_TYPES:
                 raise CharnnError(f"--set {item!r}: unknown section {section!r}{section_hint(section)}")
-            _override(raw, path, [section, key], value, origins, origin.format(item=item, key=f"{section}.{key}"))
+            _override(raw, source, [section, key], value, origins, origin.format(item=item, key=f"{section}.{key}"))
         run = raw.setdefault("run", {})
         if run is None:
             run = raw["run"] = {}
         if isinstance(run, dict) and not run.get("name"):
-            run["name"] = path.stem
-    return parse(raw, source=str(path), origins=origins if isinstance(raw, dict) else None)
+            run["name"] = name
+    return parse(raw, source=source, origins=origins if isinstance(raw, dict) else None)
 
 
-def _override(raw: dict, path: Path, parts: list[str], value, origins: dict, said: str) -> None:
+def _override(raw: dict, source: str, parts: list[str], value, origins: dict, said: str) -> None:
     """Set raw[section][key] = value (from the command line), remembering how errors name it."""
     section, key = parts
     target = raw.setdefault(section, {})
     if target is None:
         target = raw[section] = {}
     if not isinstance(target, dict):
-        raise CharnnError(f"{path}: {section}: expected a mapping of keys, got {target!r}")
+        raise CharnnError(f"{source}: {section}: expected a mapping of keys, got {target!r}")
     target[key] = value
     origins[f"{section}.{key}"] = said
     if section == "data" and key in ("path", "text", "url"):

@@ -1,10 +1,43 @@
-"""The one exception type the library raises for problems a user can fix."""
+"""The exceptions the library raises for problems a user can fix; all derive from CharnnError.
+
+A message is one line that names the problem and the fix. A `ParameterError` names a function
+parameter; it keeps its template, so a front end can say the same thing in its own words (the
+command line names --top-k where Python names top_k).
+"""
+
+from __future__ import annotations
 
 import contextlib
+import string
+from collections.abc import Callable
 
 
 class CharnnError(Exception):
     """A user-facing error: the CLI prints its message as one line and exits non-zero."""
+
+
+class ParameterError(CharnnError, ValueError):
+    """A bad argument, e.g. `temperature must be > 0 (got 0); use greedy=True for the likeliest text`.
+
+    The template's fields are either given values (`got=0`) or parameter names (`{temperature}`,
+    `{greedy}`), which `render` spells with a naming function: Python's names by default.
+    """
+
+    PYTHON = {"greedy": "greedy=True"}  # how Python calls for a flag-like parameter
+
+    def __init__(self, template: str, **values):
+        self.template, self.values = template, values
+        super().__init__(self.render())
+
+    def parameters(self) -> list[str]:
+        """The parameter names the message mentions."""
+        fields = (name for _, name, _, _ in string.Formatter().parse(self.template) if name)
+        return [name for name in fields if name not in self.values]
+
+    def render(self, spell: Callable[[str], str] | None = None) -> str:
+        """The message with each parameter spelled by `spell` (default: as Python calls it)."""
+        spell = spell or (lambda name: self.PYTHON.get(name, name))
+        return self.template.format(**{name: spell(name) for name in self.parameters()}, **self.values)
 
 
 @contextlib.contextmanager

@@ -51,3 +51,9 @@ def load_config(path: str | Path, overrides: list[str] = (), origin: str = "--se
     """Read a YAML config, apply `values` and the `section.key=value` overrides, and fully check it
     (precedence and the error wording as charnn.config.read says)."""
     return check_choices(config.read(path, overrides, origin, values))
+
+
+def build(raw: Any, source: str, base: Path, name: str, overrides: list[str] = (), origin: str = "--set {item}",
+          values: dict | None = None) -> Config:
+    """A fully checked Config from a parsed mapping (charnn.config.build, then the registries)."""
+    return check_choices(config.build(raw, source, base, name, overrides, origin, values))

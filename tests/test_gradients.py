@@ -134,13 +134,13 @@ def test_bad_inputs():
     rng = np.random.default_rng(4)
     params = model.init_params(3, 4, 1, rng=rng, dtype=np.float64)
     vocab = Vocab(("a", "b", "c"))
-    with pytest.raises(CharnnError, match="--steps must be >= 2"):
+    with pytest.raises(CharnnError, match="^steps must be >= 2"):  # the library names its parameter
         gradients.inspect_model(params, "rnn", vocab, steps=1, text="abcabc")
-    with pytest.raises(CharnnError, match="fewer than --steps"):
+    with pytest.raises(CharnnError, match="fewer than steps"):
         gradients.inspect_model(params, "rnn", vocab, steps=10, text="abc")
     with pytest.raises(CharnnError, match="outside the model's vocabulary: 'z'"):
         gradients.inspect_model(params, "rnn", vocab, steps=3, text="abzab")
-    with pytest.raises(CharnnError, match="fewer than --steps"):
+    with pytest.raises(CharnnError, match="fewer than steps"):
         gradients.inspect_model(params, "rnn", vocab, steps=10, corpus_ids=np.zeros(5, int))
 
 

@@ -71,8 +71,12 @@ def test_write_puts_the_oracle_losses_beside_the_text(tmp_path):
     assert len((tmp_path / "b.txt").read_text()) == 500
 
 
-@pytest.mark.parametrize("args, message", [(("nope", 5, 100), "unknown task"), (("delay", 1, 100), "--lag"),
-                                           (("delay", 50, 60), "--length")])
-def test_bad_arguments(args, message):
-    with pytest.raises(CharnnError, match=message):
+@pytest.mark.parametrize("args, message, flag", [(("nope", 5, 100), "unknown task", "unknown task"),
+                                                 (("delay", 1, 100), "^lag must", "--lag must"),
+                                                 (("delay", 50, 60), "^length must", "--length must")])
+def test_bad_arguments(args, message, flag, tmp_path, cli):
+    with pytest.raises(CharnnError, match=message):  # the library names its parameters ...
         synth.generate(*args)
+    task, lag, length = args
+    code, _, err = cli("data", "synth", task, "--lag", lag, "--length", length, "-o", tmp_path / "t.txt")
+    assert code == 1 and flag in err  # ... the command line its flags

@@ -28,7 +28,7 @@ from charnn.nn import model
 from charnn.config import Config
 from charnn.settings import load_config
 from charnn.data.corpus import Corpus, load_corpus
-from charnn.errors import CharnnError
+from charnn.errors import CharnnError, ParameterError
 from charnn.nn.evaluate import evaluate_ids
 from charnn.analysis import figures
 from charnn.training.loop import train
@@ -86,7 +86,8 @@ def plan(config: str | Path, vary: str, subsets: int) -> tuple[Plan, list[Config
     items = [v.strip() for v in values.split(",") if v.strip()]
     configs = [load_config(config, [f"{key}={v}"], origin="--vary {item}") for v in items]
     if subsets < 2:
-        raise CharnnError(f"--subsets must be >= 2 (got {subsets}): the variance is the disagreement of several models")
+        raise ParameterError("{subsets} must be >= 2 (got {got}): the variance is the disagreement of several models",
+                             got=subsets)
     return Plan(Path(config), key, items, subsets), configs
 
 
@@ -94,8 +95,9 @@ def _slices(corpus: Corpus, cfg: Config, subsets: int) -> list[Corpus]:
     need = cfg.train.batch_size * cfg.train.seq_len + 1
     size = len(corpus.train) // subsets
     if size < need:
-        raise CharnnError(f"--subsets {subsets}: each slice would have {size:,} characters, fewer than one batch "
-                          f"needs (train.batch_size x train.seq_len + 1 = {need}); use fewer subsets")
+        raise ParameterError("{subsets} {got}: each slice would have {size:,} characters, fewer than one batch "
+                             "needs (train.batch_size x train.seq_len + 1 = {need}); use fewer subsets",
+                             got=subsets, size=size, need=need)
     return [Corpus(corpus.vocab, corpus.train[k * size : (k + 1) * size], corpus.val, corpus.test, corpus.prepared)
             for k in range(subsets)]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from charnn.nn import model
-from charnn.errors import CharnnError
+from charnn.errors import ParameterError
 from charnn.nn.workspace import Workspace
 
 # tuned on the last 20,000 characters of Tiny Shakespeare's training split with an H=512 LSTM
@@ -41,11 +41,11 @@ class DynamicSettings:
 
     def check(self) -> None:
         if self.segment_len < 1:
-            raise CharnnError(f"--segment-len must be >= 1 (got {self.segment_len})")
+            raise ParameterError("{segment_len} must be >= 1 (got {got})", got=self.segment_len)
         if not self.lr > 0:
-            raise CharnnError(f"--dynamic-lr must be > 0 (got {self.lr})")
+            raise ParameterError("{dynamic_lr} must be > 0 (got {got})", got=self.lr)
         if not 0 <= self.decay < 1:
-            raise CharnnError(f"--dynamic-decay must be in [0, 1) (got {self.decay})")
+            raise ParameterError("{dynamic_decay} must be in [0, 1) (got {got})", got=self.decay)
 
 
 def _segment_grads(params, cell: str, x: np.ndarray, y: np.ndarray, h: list, ws: Workspace):
@@ -60,7 +60,7 @@ def gradient_scales(params, cell: str, train_ids: np.ndarray, segment_len: int, 
                     seed: int = 0) -> dict:
     """MS: the mean over random training segments (each from a zero state) of each squared gradient entry."""
     if len(train_ids) < segment_len + 1:
-        raise CharnnError("the model's training text is shorter than one segment: lower --segment-len")
+        raise ParameterError("the model's training text is shorter than one segment: lower {segment_len}")
     rng = np.random.default_rng(seed)
     ws = Workspace()
     ms = {k: np.zeros(v.shape, np.float64) for k, v in params.items()}
@@ -76,8 +76,8 @@ def dynamic_loss(params, cell: str, ids: np.ndarray, ms: dict, settings: Dynamic
     """Mean -ln p over positions 1..n-1 of ids, read with dynamic evaluation (params are not changed)."""
     n = len(ids) - 1
     if n < settings.segment_len:
-        raise CharnnError(f"the text has {n + 1} characters, fewer than one segment of --segment-len "
-                          f"{settings.segment_len} + 1; lower --segment-len or give a longer text")
+        raise ParameterError("the text has {n} characters, fewer than one segment of {segment_len} {length} + 1; "
+                             "lower {segment_len} or give a longer text", n=n + 1, length=settings.segment_len)
     theta = {k: v.copy() for k, v in params.items()}
     scale = {k: (1.0 / (np.sqrt(v) + EPS)).astype(params[k].dtype) for k, v in ms.items()}
     rms = {k: np.sqrt(v) for k, v in ms.items()}

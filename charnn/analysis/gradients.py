@@ -21,7 +21,7 @@ import numpy as np
 
 from charnn.nn import cells
 from charnn.nn import model
-from charnn.errors import CharnnError
+from charnn.errors import CharnnError, ParameterError
 from charnn.nn.workspace import FRESH
 
 HORIZON_FRACTION = 1e-3  # the horizon is where dL/ds falls below this fraction of its k = 0 value
@@ -67,8 +67,15 @@ class GradientReport:
     steps: int = 0
     windows: int = 0
     check: dict[str, float] | None = field(default=None)
-    note: str | None = None  # how the analysis was adapted to the input (e.g. a shorter T)
+    short_text: int | None = None  # characters of a text too short for the default T (then T is fewer)
     measured_on: str = ""  # what text the windows came from, said beside every verdict
+
+    @property
+    def note(self) -> str | None:
+        """How the analysis was adapted to the input: a text shorter than the default T."""
+        if self.short_text is None:
+            return None
+        return f"the text has {self.short_text} characters: following the gradient back steps={self.steps}"
 
     def said(self) -> str:
         """'measured on 8 windows of T = 50 steps of the validation text (rng seed 0)'."""
@@ -350,9 +357,8 @@ def sample_windows(ids: np.ndarray, steps: int, count: int, rng: np.random.Gener
     """`count` random windows of steps+1 consecutive ids, shape (count, steps+1)."""
     span = steps + 1
     if len(ids) < span:
-        raise CharnnError(
-            f"the text has {len(ids)} characters, fewer than --steps + 1 = {span}; lower --steps or give --text"
-        )
+        raise ParameterError("the text has {n} characters, fewer than {steps} + 1 = {span}; lower {steps} or give {text}",
+                             n=len(ids), span=span)
     starts = rng.integers(0, len(ids) - span + 1, size=count)
     return np.stack([ids[s : s + span] for s in starts])
 
@@ -377,16 +383,16 @@ def inspect_model(
     steps None: DEFAULT_STEPS, or fewer when the text is shorter (the report's `note` says so).
     The defaults are what inspect-gradients and the report both measure, so they agree.
     """
-    note = None
+    short_text = None
     if steps is None:
         available = (len(text) if text is not None else len(corpus_ids)) - 1
         steps = min(DEFAULT_STEPS, available)
         if steps < DEFAULT_STEPS:
-            note = f"the text has {available + 1} characters: following the gradient back --steps {steps}"
+            short_text = available + 1
     if steps < 2:
-        raise CharnnError(f"--steps must be >= 2 (got {steps})")
+        raise ParameterError("{steps} must be >= 2 (got {got})", got=steps)
     if windows < 1:
-        raise CharnnError(f"--windows must be >= 1 (got {windows})")
+        raise ParameterError("{windows} must be >= 1 (got {got})", got=windows)
     if text is not None:
         unknown = vocab.unknown_chars(text[: steps + 1])
         if unknown:
@@ -394,16 +400,15 @@ def inspect_model(
                 f"the text has characters outside the model's vocabulary: {', '.join(map(repr, unknown))}"
             )
         if len(text) < steps + 1:
-            raise CharnnError(
-                f"the text has {len(text)} characters, fewer than --steps + 1 = {steps + 1}; lower --steps"
-            )
+            raise ParameterError("the text has {n} characters, fewer than {steps} + 1 = {span}; lower {steps}",
+                                 n=len(text), span=steps + 1)
         chosen = vocab.encode(text[: steps + 1])[None, :]
         measured_on = f"the first {steps + 1} characters of the given text (T = {steps})"
     else:
         chosen = sample_windows(corpus_ids, steps, windows, np.random.default_rng(rng_seed))
         measured_on = f"{windows} random windows of T = {steps} steps of {corpus_name} (rng seed {rng_seed})"
     report = analyse(params, chosen, cell, clip_fraction)
-    report.note, report.measured_on = note, measured_on
+    report.short_text, report.measured_on = short_text, measured_on
     if check:
         report.check = gradient_check(params, chosen[0], cell)
     return report

@@ -33,7 +33,7 @@ from charnn.analysis import gradients
 from charnn.data import synth
 from charnn.settings import load_config
 from charnn.data.corpus import load_corpus
-from charnn.errors import CharnnError
+from charnn.errors import CharnnError, ParameterError
 from charnn.nn import model
 from charnn.nn.evaluate import evaluate_ids
 from charnn.files import write_text_atomically
@@ -65,7 +65,8 @@ def check_cells(names: list[str]) -> None:
     """Cells the experiment can compare: any registered one."""
     unknown = [name for name in names if name not in cells.CELLS]
     if unknown or not names:
-        raise CharnnError(f"--cells {','.join(names)!r}: choose among {', '.join(cells.CELLS)}")
+        raise ParameterError("{cells} {got!r}: choose among {choices}", got=",".join(names),
+                             choices=", ".join(cells.CELLS))
 
 
 FULL = ((2, 40), (5, 40), (10, 80), (20, 100), (40, 120), (80, 150))  # (K, seconds of training)

@@ -10,7 +10,7 @@ from pathlib import Path
 from charnn.training import checkpoint
 from charnn.data.corpus import checkpoint_split
 from charnn.analysis.dynamic import DynamicSettings, dynamic_loss, gradient_scales
-from charnn.errors import CharnnError
+from charnn.errors import CharnnError, ParameterError
 from charnn.nn.evaluate import LN2, evaluate_ids
 from charnn.data.prepare import encode_file
 
@@ -31,7 +31,7 @@ def score(ckpt: checkpoint.Checkpoint, *, text_file: str | Path | None = None, s
     """(the eval keys, what was scored): nats_per_char, bits_per_char, perplexity, chars, and with
     `dynamic` also dynamic_nats_per_char and dynamic_bits_per_char."""
     if (text_file is None) == (split is None):
-        raise CharnnError("give a TEXT_FILE to score or --split train|val|test, not both and not neither")
+        raise ParameterError("give {text_file} to score or {split}, not both and not neither")
     vocab = ckpt.vocab
     with tempfile.TemporaryDirectory(prefix="charnn-eval-") as folder:
         if split is not None:

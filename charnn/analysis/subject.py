@@ -11,7 +11,7 @@ from charnn.training import checkpoint
 from charnn.nn import model
 from charnn.settings import load_config
 from charnn.data.corpus import Corpus, load_corpus
-from charnn.errors import CharnnError
+from charnn.errors import CharnnError, ParameterError
 from charnn.data.vocab import Vocab
 
 
@@ -34,7 +34,7 @@ class Subject:
 def fresh(config: str | Path, overrides: list[str], init_std: float | None, need_corpus: bool = True) -> Subject:
     """A model of `config` as training would start it, in float64; init_std draws weights from N(0, init_std^2)."""
     if init_std is not None and not init_std > 0:
-        raise CharnnError(f"--init-std must be > 0 (got {init_std})")
+        raise ParameterError("{init_std} must be > 0 (got {got})", got=init_std)
     extra = [f"model.init_scale={init_std}", "model.init=normal"] if init_std else []
     cfg = load_config(config, list(overrides) + extra)
     corpus = load_corpus(cfg)  # the vocabulary comes from the corpus

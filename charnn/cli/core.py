@@ -61,11 +61,22 @@ class Group(TyperGroup):
         return params
 
 
-def command(typer_app: typer.Typer, name: str | None = None):
-    """Register a command on typer_app with charnn's Command class and one-line errors."""
+# How the command line spells the parameters the library's errors name (charnn.errors.ParameterError):
+# its flags where a message names one, and the words it has always used in the others.
+FLAGS = {"greedy": "--greedy", "top_k": "top-k", "steps": "--steps", "windows": "--windows", "units": "--units",
+         "text_chars": "--text-chars", "init_std": "--init-std", "segment_len": "--segment-len",
+         "dynamic_lr": "--dynamic-lr", "dynamic_decay": "--dynamic-decay", "lag": "--lag", "subsets": "--subsets",
+         "cells": "--cells", "minutes": "--minutes", "text": "--text", "text_file": "a TEXT_FILE",
+         "split": "--split train|val|test", "source": "CONFIG", "data": "--data FILE"}
+
+
+def command(typer_app: typer.Typer, name: str | None = None, spelling: dict | None = None):
+    """Register a command on typer_app with charnn's Command class and one-line errors; `spelling`
+    adds this command's own names for parameters (synth's --length, report's --text FILE)."""
+    names = {**FLAGS, **(spelling or {})}
 
     def register(function):
-        return typer_app.command(name, cls=Command)(friendly(function))
+        return typer_app.command(name, cls=Command)(friendly(function, names))
 
     return register
 
@@ -93,16 +104,21 @@ SET_HELP = ("Override config keys: --set train.lr=3e-3 model.hidden_size=256 (se
             "or repeat --set).")
 
 
-def friendly(command):
-    """Turn project errors into one line on stderr and a non-zero exit, never a traceback."""
+def friendly(command, names: dict | None = None):
+    """Turn project errors into one line on stderr and a non-zero exit, never a traceback; a
+    parameter error names the parameter as the command line spells it (`names`)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from charnn.cli.display import print_error, print_hint
+        from charnn.errors import ParameterError
         from charnn.training.loop import TrainingInterrupted, TrainingStopped
 
         try:
             return command(*args, **kwargs)
+        except ParameterError as e:
+            print_error(e.render(lambda name: (names or FLAGS).get(name, name)))
+            raise typer.Exit(1) from None
         except TrainingStopped as e:
             print_error(str(e))
             if e.hint:

@@ -49,7 +49,7 @@ def data_prepare(
         stdout_console().print(corpus_summary(summary))
 
 
-@command(data_app, "synth")
+@command(data_app, "synth", spelling={"length": "--length"})
 def data_synth(
     task: str = typer.Argument(..., metavar="delay|brackets", help="The task: a delayed repeat, or nested brackets."),
     output: Path = typer.Option(..., "--output", "-o", metavar="FILE",

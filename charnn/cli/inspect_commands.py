@@ -76,8 +76,9 @@ def inspect_gradients(
                            clip_fraction=what.clip_fraction, check=check)
     if picked is not None:
         picked.say()
-    if report.note:
-        stderr_console().print(f"note: {report.note}", markup=False)
+    if report.short_text is not None:
+        stderr_console().print(f"note: the text has {report.short_text} characters: following the gradient back "
+                               f"--steps {report.steps}", markup=False)
     if as_json:
         typer.echo(json.dumps(dict(report.as_dict(), checkpoint=None if config else str(checkpoint_path))))
     else:
@@ -121,7 +122,7 @@ def info(
             console.print(table)
 
 
-@command(app)
+@command(app, spelling={"text": "--text FILE"})
 def report(
     run_dirs: Optional[List[Path]] = typer.Argument(None, metavar="[RUN_DIR ...]",
                                                     help="Run directories (default: the most recent run under ./runs)."),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charnn.errors import CharnnError
+from charnn.errors import CharnnError, ParameterError
 
 TASKS = ("delay", "brackets")
 LETTERS = "abcdefgh"
@@ -117,9 +117,9 @@ def generate(task: str, lag: int, length: int, seed: int = 0) -> SynthText:
     if task not in TASKS:
         raise CharnnError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if lag < 2:
-        raise CharnnError(f"--lag must be >= 2 (got {lag})")
+        raise ParameterError("{lag} must be >= 2 (got {got})", got=lag)
     if length < 2 * lag + 2:
-        raise CharnnError(f"--length must be at least 2 x lag + 2 = {2 * lag + 2} (got {length})")
+        raise ParameterError("{length} must be at least 2 x lag + 2 = {need} (got {got})", need=2 * lag + 2, got=length)
     rng = np.random.default_rng(seed)
     return (delay if task == "delay" else brackets)(lag, length, rng)
 

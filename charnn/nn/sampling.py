@@ -8,7 +8,7 @@ import numpy as np
 
 from charnn.nn import cells
 from charnn.nn import model
-from charnn.errors import CharnnError
+from charnn.errors import CharnnError, ParameterError
 from charnn.data.vocab import Vocab
 
 
@@ -54,11 +54,11 @@ def _choose(logits: np.ndarray, temperature: float, top_k: int, greedy: bool, rn
 def check_options(length: int, temperature: float, top_k: int, greedy: bool = False) -> None:
     """Sampling settings a user gives; greedy decoding ignores temperature and top-k."""
     if length < 0:
-        raise CharnnError(f"length must be >= 0 (got {length})")
+        raise ParameterError("{length} must be >= 0 (got {got})", got=length)
     if not greedy and not temperature > 0:
-        raise CharnnError(f"temperature must be > 0 (got {temperature}); use --greedy for the likeliest text")
+        raise ParameterError("{temperature} must be > 0 (got {got}); use {greedy} for the likeliest text", got=temperature)
     if top_k < 0:
-        raise CharnnError(f"top-k must be >= 0, 0 meaning all characters (got {top_k})")
+        raise ParameterError("{top_k} must be >= 0, 0 meaning all characters (got {got})", got=top_k)
 
 
 LINE_BREAK = "\n"

@@ -17,7 +17,7 @@ from charnn.analysis import gradients
 from charnn.analysis.report.reading import (Run, TextReading, check_units_option, gate_saturation, load_run,
                                             pick_units, read_text)
 from charnn.data.corpus import Corpus, load_corpus
-from charnn.errors import CharnnError
+from charnn.errors import CharnnError, ParameterError
 from charnn.nn import cells
 from charnn.nn.sampling import generate
 
@@ -68,9 +68,9 @@ def choose_text(run: Run, corpus: Corpus | None, text: str | None, text_chars: i
 
         return to_symbols(text, run.config.data.encoding)
     if text_chars < 2:
-        raise CharnnError(f"--text-chars must be >= 2, got {text_chars}")
+        raise ParameterError("{text_chars} must be >= 2, got {got}", got=text_chars)
     if corpus is None:
-        raise CharnnError(f"the corpus of {run.path} is not available to take text from; give --text FILE")
+        raise ParameterError("the corpus of {run} is not available to take text from; give {text}", run=run.path)
     ids = corpus.val if len(corpus.val) >= 2 else corpus.train
     return corpus.vocab.decode(np.asarray(ids[:text_chars]))
 

@@ -22,7 +22,7 @@ import numpy as np
 from charnn.nn import cells
 from charnn.training import checkpoint
 from charnn.nn import model
-from charnn.errors import CharnnError
+from charnn.errors import CharnnError, ParameterError
 from charnn.config import Config
 
 SATURATED = 0.1  # a gate below this is "left-saturated" (nearly shut), above 1 - SATURATED "right-saturated"
@@ -231,7 +231,8 @@ def gate_saturation(reading: TextReading) -> list[dict]:
 def check_units_option(units: int, reading: TextReading) -> None:
     total = reading.units.shape[0] * reading.units.shape[2]
     if not 1 <= units <= total:
-        raise CharnnError(f"--units must be between 1 and {total} (the model's layers x units), got {units}")
+        raise ParameterError("{units} must be between 1 and {total} (the model's layers x units), got {got}",
+                             total=total, got=units)
 
 
 def bits(nats: float | None) -> float | None:
