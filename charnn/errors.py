@@ -23,7 +23,7 @@ class ParameterError(CharnnError, ValueError):
     `{greedy}`), which `render` spells with a naming function: Python's names by default.
     """
 
-    PYTHON = {"greedy": "greedy=True"}  # how Python calls for a flag-like parameter
+    PYTHON = {"greedy": "greedy=True", "dynamic": "dynamic=True"}  # how Python calls for a flag-like parameter
 
     def __init__(self, template: str, **values):
         self.template, self.values = template, values

@@ -65,6 +65,14 @@ def load_config(source: str | Path | Mapping | Config | None = None,
     return _load_file(path, strings, values=values)
 
 
+def looks_like_config(path: str | Path) -> bool:
+    """Whether a file is a YAML config (by its name, or by its content: a mapping of charnn's sections)
+    rather than, say, a text meant for training (load_config(data=...))."""
+    from charnn.presets import looks_like_config as check
+
+    return check(Path(path))
+
+
 def _default_name(raw: Mapping) -> str:
     """A dict's run name when it gives none: its data file's stem, else "run"."""
     data = raw.get("data") if isinstance(raw.get("data"), Mapping) else {}

@@ -18,7 +18,6 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from charnn import __version__
 from charnn.errors import CharnnError
-from charnn.training import checkpoint
 
 
 def _reflowed(text: str | None) -> str | None:
@@ -67,7 +66,8 @@ FLAGS = {"greedy": "--greedy", "top_k": "top-k", "steps": "--steps", "windows": 
          "text_chars": "--text-chars", "init_std": "--init-std", "segment_len": "--segment-len",
          "dynamic_lr": "--dynamic-lr", "dynamic_decay": "--dynamic-decay", "lag": "--lag", "subsets": "--subsets",
          "cells": "--cells", "minutes": "--minutes", "text": "--text", "text_file": "a TEXT_FILE",
-         "split": "--split train|val|test", "source": "CONFIG", "data": "--data FILE"}
+         "split": "--split train|val|test", "source": "CONFIG", "data": "--data FILE", "dynamic": "--dynamic",
+         "out": "--out", "context": "--context"}
 
 
 def command(typer_app: typer.Typer, name: str | None = None, spelling: dict | None = None):
@@ -176,16 +176,19 @@ class Picked:
     so an error stays one line (and names the checkpoint itself when it is about it)."""
 
     def __init__(self, path: Optional[Path], other: str = "--checkpoint PATH"):
+        from charnn import api
+
         self.given = path is not None
-        self.path = path if path is not None else checkpoint.most_recent()
+        self.path = path if path is not None else api.runs.most_recent()
         self.other = other
 
     def say(self) -> None:
         if self.given:
             return
+        from charnn import api
         from charnn.cli.display import print_used
 
-        print_used(self.path, checkpoint.inspect(self.path)[0].get("val_loss"), other=self.other)
+        print_used(self.path, api.describe(self.path)["val_loss"], other=self.other)
         self.given = True  # once
 
 

@@ -1,16 +1,16 @@
-"""charnn data prepare | synth, and charnn experiment memory-span | bias-variance."""
+"""charnn data prepare | synth, and charnn experiment memory-span | bias-variance: thin layers over
+charnn.prepare_data, synth_text, memory_span and bias_variance."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
 import typer
 
-from charnn.cli.core import (FLAG, SET_HELP, command, data_app, experiment_app)
+from charnn import api
+from charnn.cli.core import FLAG, SET_HELP, command, data_app, experiment_app
 from charnn.errors import CharnnError
 
 
@@ -26,23 +26,10 @@ def data_prepare(
 
     Example: charnn data prepare configs/shakespeare.yaml
     """
-    from charnn.settings import load_config
-    from charnn.data.corpus import load_corpus
     from charnn.cli.display import corpus_summary, stderr_console, stdout_console
 
-    cfg = load_config(config, set_)
     console = stderr_console()
-    corpus = load_corpus(cfg, lambda message: console.print(message, markup=False))
-    prepared = corpus.prepared
-    order = np.argsort(-prepared.counts, kind="stable")
-    pairs = [(prepared.vocab.chars[i], int(prepared.counts[i])) for i in order if prepared.counts[i] > 0]
-    summary = {
-        "source": prepared.source, "chars": int(len(prepared.ids)), "vocab_size": prepared.vocab.size,
-        "encoding": cfg.data.encoding, "most_frequent": pairs[:5], "rarest": pairs[::-1][:5],
-        "replaced": prepared.replaced, "replaced_distinct": prepared.replaced_distinct,
-        "train": len(corpus.train), "val": len(corpus.val), "test": len(corpus.test),
-        "cache": str(prepared.cache_dir) if prepared.cache_dir else None, "reused": prepared.reused,
-    }
+    summary = api.prepare_data(api.load_config(config, set_), log=lambda message: console.print(message, markup=False))
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))
     else:
@@ -67,9 +54,8 @@ def data_synth(
     Example: charnn data synth delay --lag 20 -o data/delay20.txt
     """
     from charnn.cli.display import stdout_console, synth_table
-    from charnn.data.synth import generate, write
 
-    summary = write(generate(task, lag, length, rng_seed), output, force=force)
+    summary = api.synth_text(task, output, lag=lag, length=length, rng_seed=rng_seed, force=force)
     if as_json:
         typer.echo(json.dumps(summary))
     else:
@@ -80,7 +66,8 @@ def data_synth(
 def experiment_memory_span(
     cells_: str = typer.Option("rnn,lstm,gru,mlp", "--cells", metavar="CELLS", help="Cells to compare, comma-separated."),
     context: int = typer.Option(16, "--context", metavar="W", help="The mlp's window: the characters it sees."),
-    seeds: str = typer.Option("0,1,2", "--seeds", metavar="S,...", help="Run seeds (initialisation)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", metavar="S,...",
+                                        help="Run seeds (initialisation); default 0,1,2, or 0 with --quick."),
     stages: Optional[str] = typer.Option(None, "--stages", metavar="K:SECONDS,...",
                                          help="The curriculum (default: K = 2, 5, 10, 20, 40, 80)."),
     set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Config overrides for every stage."),
@@ -92,32 +79,21 @@ def experiment_memory_span(
 
     Example: charnn experiment memory-span --quick --seeds 0
     """
-    from charnn.analysis import memory_span
     from charnn.cli.display import memory_span_table, stderr_console, stdout_console
 
     names = [c.strip() for c in cells_.split(",") if c.strip()]
-    memory_span.check_cells(names)
-    if context < 1:
-        raise CharnnError(f"--context must be >= 1 (got {context})")
     try:
-        seed_list = [int(s) for s in seeds.split(",")]
+        seed_list = [int(s) for s in seeds.split(",")] if seeds is not None else None
     except ValueError:
         raise CharnnError(f"--seeds {seeds!r}: expected integers, e.g. 0,1,2") from None
-    plan = memory_span.parse_stages(stages) if stages else memory_span.QUICK if quick else memory_span.FULL
-    csv = _experiment_output(out)
-    has_plot = _plot_extra_check()
+    _plot_extra_check()
     console = stderr_console()
-    with _rows_kept(csv):
-        rows = memory_span.run(names, plan, seed_list, set_, context=context,
-                               log=lambda m: console.print(m, markup=False),
-                               on_row=lambda rows: memory_span.write_csv(rows, csv))
-    if as_json:  # the results first: nothing that goes wrong with the figure can cost them
-        keys = ("cell", "K", "seed", "fraction", "horizon")
-        typer.echo(json.dumps({"rows": [{k: r[k] for k in keys} for r in rows]}))
+    result = api.memory_span(names, seed_list, stages, quick=quick, context=context, overrides=set_, out=out,
+                             log=lambda m: console.print(m, markup=False))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
     else:
-        stdout_console().print(memory_span_table(memory_span.summary(rows)))
-    if has_plot:
-        memory_span.plot(rows, out.with_suffix(".png"))
+        stdout_console().print(memory_span_table(result.summary()))
 
 
 @command(experiment_app, "bias-variance")
@@ -134,46 +110,15 @@ def experiment_bias_variance(
 
     Example: charnn experiment bias-variance configs/shakespeare.yaml --vary model.hidden_size=32,128,512 --subsets 4
     """
-    from charnn.analysis import bias_variance
     from charnn.cli.display import bias_variance_table, stderr_console, stdout_console
 
-    plan, configs = bias_variance.plan(config, vary, subsets)
-    if quick:
-        configs = [bias_variance.quick(cfg) for cfg in configs]
-    csv = _experiment_output(out)
-    has_plot = _plot_extra_check()
+    _plot_extra_check()
     console = stderr_console()
-    with _rows_kept(csv):
-        result = bias_variance.run(plan, configs, log=lambda m: console.print(m, markup=False),
-                                   held_out_chars=20_000 if quick else None,
-                                   on_row=lambda so_far: bias_variance.write_csv(so_far, csv))
-    if as_json:  # the results first: nothing that goes wrong with the figure can cost them
-        typer.echo(json.dumps(result))
+    result = api.bias_variance(config, vary, subsets, quick=quick, out=out, log=lambda m: console.print(m, markup=False))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
     else:
-        stdout_console().print(bias_variance_table(result))
-    if has_plot:
-        bias_variance.plot(result, out.with_suffix(".png"))
-
-
-def _experiment_output(prefix: Path) -> Path:
-    """PREFIX.csv, its folder checked before an experiment spends any time."""
-    if not prefix.parent.is_dir():
-        raise CharnnError(f"--out {prefix}: the folder {prefix.parent} does not exist")
-    return prefix.with_suffix(".csv")
-
-
-@contextlib.contextmanager
-def _rows_kept(csv: Path):
-    """A stopped experiment says where its finished rows are, and no resume hint: its runs were temporary."""
-    from charnn.training.loop import TrainingInterrupted, TrainingStopped
-
-    try:
-        yield
-    except (TrainingStopped, KeyboardInterrupt) as e:
-        kept = f"the finished rows are in {csv}" if csv.exists() else "no row had finished"
-        if isinstance(e, (KeyboardInterrupt, TrainingInterrupted)):
-            raise TrainingInterrupted(f"interrupted; {kept}") from None
-        raise type(e)(f"{e}; {kept}") from None
+        stdout_console().print(bias_variance_table(result.to_dict()))
 
 
 def _plot_extra_check() -> bool:

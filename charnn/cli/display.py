@@ -10,12 +10,10 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from charnn.nn.evaluate import LN2
-from charnn.training.loop import Callback, TrainResult
+LN2 = math.log(2)  # nats -> bits
 
 
 
@@ -80,18 +78,16 @@ class TextStream:
 
     BLOCK = 4096
 
-    def __init__(self, stdout, encoding: str):
-        from charnn.data.vocab import from_symbols
-
-        self._out, self._encode = stdout.buffer, lambda text: from_symbols(text, encoding)
+    def __init__(self, stdout):
+        self._out = stdout.buffer
         self._live = stdout.isatty()
         self._pending = 0
         stdout.flush()
 
-    def write(self, symbols: str) -> None:
-        self._out.write(self._encode(symbols))
-        self._pending += len(symbols)
-        if self._live or "\n" in symbols or self._pending >= self.BLOCK:
+    def write(self, text: str) -> None:
+        self._out.write(text.encode("utf-8", errors="replace"))
+        self._pending += len(text)
+        if self._live or "\n" in text or self._pending >= self.BLOCK:
             self.flush()
 
     def line(self, text: str) -> None:
@@ -119,67 +115,6 @@ def _fmt(value, spec=".3f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-class TrainProgress(Callback):
-    """A live bar when stderr is a terminal, plain periodic lines otherwise; --quiet shows neither."""
-
-    def __init__(self, console: Console, quiet: bool = False, plain_every_s: float = 5.0):
-        self.console, self.quiet = console, quiet
-        self.live = console.is_terminal and not quiet
-        self.plain_every_s = plain_every_s
-        self._last_plain = 0.0
-        self._progress: Progress | None = None
-        self._task = None
-        self._last_val: float | None = None
-
-    def on_message(self, text: str) -> None:
-        if not self.quiet:
-            self.console.print(text, markup=False, soft_wrap=True)
-
-    def on_start(self, info: dict) -> None:
-        if self.quiet:
-            return
-        verb = "resuming" if info["resumed"] else "training"
-        self.console.print(
-            f"{verb} {info['run_dir']}: {info['params']:,} parameters, vocabulary {info['vocab_size']}, "
-            f"{info['train_chars']:,} train / {info['val_chars']:,} val characters"
-        )
-        if self.live:
-            self._progress = Progress(
-                TextColumn("[bold]step"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[stats]}"),
-                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=self.console, transient=False,
-            )
-            self._task = self._progress.add_task("train", total=info["steps"], completed=info["start_step"], stats="")
-            self._progress.start()
-
-    def on_step(self, m: dict) -> None:
-        if self.quiet:
-            return
-        val = "" if self._last_val is None else f" val {self._last_val:.3f} ({self._last_val / LN2:.2f} bpc)"
-        stats = (f"loss {m['smooth_loss']:.3f}{val} |g| {m['grad_norm']:.2f}"
-                 f"{'*' if m['clipped'] else ''} {m['chars_per_s'] / 1000:.1f}k chars/s")
-        if self._progress is not None:
-            self._progress.update(self._task, completed=m["step"], stats=stats)
-        elif time.monotonic() - self._last_plain >= self.plain_every_s:
-            self._last_plain = time.monotonic()
-            self.console.print(f"step {m['step']}: {stats}")
-
-    def on_eval(self, m: dict) -> None:
-        self._last_val = m["val_loss"]
-        if self._progress is None and not self.quiet:
-            self.console.print(f"step {m['step']}: val {m['val_loss']:.4f} nats/char ({m['val_bpc']:.3f} bits/char)")
-
-    def on_sample(self, step: int, text: str) -> None:
-        if self.quiet:
-            return
-        self.console.print(f"[dim]sample at step {step}:[/dim]", markup=True)
-        self.console.print(text, markup=False, highlight=False)
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-
 def key_value_table(title: str, rows, justify: str = "left") -> Table:
     """A two-column table, keys in bold; values are plain text (never read as rich markup)."""
     table = Table(title=title, show_header=False, title_justify="left")
@@ -190,17 +125,18 @@ def key_value_table(title: str, rows, justify: str = "left") -> Table:
     return table
 
 
-def summary_table(result: TrainResult) -> Table:
+def summary_table(run) -> Table:
+    """A charnn.Run as the table `charnn train` ends with."""
     rows = [
-        ("run directory", str(result.run_dir)),
-        ("steps", f"{result.step:,} ({result.stop_reason})"),
-        ("characters seen", f"{result.chars:,}"),
-        ("train loss (smoothed)", f"{_fmt(result.train_loss, '.4f')} nats/char"),
-        ("last val loss", "-" if result.val_loss is None else
-         f"{_fmt(result.val_loss, '.4f')} nats/char ({_fmt(result.val_loss / LN2)} bits/char)"),
-        ("best val loss", _fmt(result.best_val_loss, ".4f")),
-        ("clipped steps", f"{100 * result.clip_fraction:.1f}%"),
-        ("time", f"{result.elapsed_s:.1f} s ({result.chars / max(result.elapsed_s, 1e-9):,.0f} chars/s)"),
+        ("run directory", str(run.dir)),
+        ("steps", f"{run.steps:,} ({run.stopped})"),
+        ("characters seen", f"{run.chars:,}"),
+        ("train loss (smoothed)", f"{_fmt(run.train_loss, '.4f')} nats/char"),
+        ("last val loss", "-" if run.last_val_loss is None else
+         f"{_fmt(run.last_val_loss, '.4f')} nats/char ({_fmt(run.last_val_loss / LN2)} bits/char)"),
+        ("best val loss", _fmt(run.best_val_loss, ".4f")),
+        ("clipped steps", f"{100 * run.clip_fraction:.1f}%"),
+        ("time", f"{run.elapsed_s:.1f} s ({run.chars_per_s:,.0f} chars/s)"),
     ]
     return key_value_table("training summary", rows)
 

@@ -1,4 +1,5 @@
-"""charnn inspect-gradients, info and report."""
+"""charnn inspect-gradients, info and report: thin layers over Model.inspect_gradients, charnn.describe
+and charnn.report."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import List, Optional
 
 import typer
 
-from charnn.cli.core import (CHECKPOINT_HELP, FLAG, SET_HELP, Picked, app, command, map_rare)
+from charnn import api
+from charnn.cli.core import CHECKPOINT_HELP, FLAG, SET_HELP, Picked, app, command, note_mapped
 from charnn.errors import CharnnError
-from charnn.training import checkpoint
 
 
 @command(app, "inspect-gradients")
@@ -42,12 +43,7 @@ def inspect_gradients(
 
     Example: charnn inspect-gradients --config configs/demo.yaml --init-std 1.0
     """
-    from charnn.analysis import subject
-    from charnn.data.sources import read_text_file
     from charnn.analysis import figures
-    from charnn.cli.display import gradient_tables, stderr_console, stdout_console
-    from charnn.analysis.gradients import inspect_model
-    from charnn.data.vocab import to_symbols
 
     if checkpoint_path is not None and config is not None:
         raise CharnnError("give either --checkpoint or --config, not both")
@@ -57,34 +53,22 @@ def inspect_gradients(
         raise CharnnError("--init-std applies to a fresh model: use it with --config")
     if plot is not None:
         figures.check_target(plot)  # before any work
-    if text_file is not None:
-        text = read_text_file(text_file)
-    need_corpus = text is None
     picked = None
     if config is None:
         try:
             picked = Picked(checkpoint_path)
         except CharnnError as e:
             raise CharnnError(f"{e}; or analyse a fresh model with --config CONFIG.yaml") from None
-        checkpoint_path = picked.path
-    what = subject.fresh(config, set_, init_std, need_corpus) if config else subject.trained(checkpoint_path, need_corpus)
+        model = api.load(picked.path)
+    else:
+        model = api.init_model(api.load_config(config, set_), init_std=init_std)
     if text is not None:
-        text = map_rare(what.vocab, to_symbols(text, what.encoding), "the text")
-    source, source_name = what.windows_source(steps) if text is None else (None, "the given text")
-    report = inspect_model(what.params, what.cell, what.vocab, steps=steps, text=text, windows=windows,
-                           corpus_ids=source, corpus_name=source_name, rng_seed=rng_seed,
-                           clip_fraction=what.clip_fraction, check=check)
+        note_mapped(model.vocab.map_rare(text)[1], "the text")
+    report = model.inspect_gradients(text=text, steps=steps, windows=windows, rng_seed=rng_seed, check=check,
+                                     file=text_file)
     if picked is not None:
         picked.say()
-    if report.short_text is not None:
-        stderr_console().print(f"note: the text has {report.short_text} characters: following the gradient back "
-                               f"--steps {report.steps}", markup=False)
-    if as_json:
-        typer.echo(json.dumps(dict(report.as_dict(), checkpoint=None if config else str(checkpoint_path))))
-    else:
-        console = stdout_console()
-        for item in gradient_tables(report):
-            console.print(item)
+    _show_gradients(report, as_json, None if picked is None else picked.path)
     if plot is not None:
         figures.to_file(figures.gradient_flow(report, "--plot"), plot)
     if check:
@@ -94,6 +78,21 @@ def inspect_gradients(
                 f"gradient check failed: max relative error {worst:.2e} >= 1e-6 (finite differences are unreliable "
                 "where the loss is chaotic, as with exploding gradients; try a smaller --steps)"
             )
+
+
+def _show_gradients(report, as_json: bool, checkpoint_path: Optional[Path]) -> None:
+    from charnn.cli.display import gradient_tables, stderr_console, stdout_console
+
+    if report.short_text is not None:
+        stderr_console().print(f"note: the text has {report.short_text} characters: following the gradient back "
+                               f"--steps {report.steps}", markup=False)
+    if as_json:
+        typer.echo(json.dumps(dict(report.to_dict(), checkpoint=None if checkpoint_path is None
+                                   else str(checkpoint_path))))
+    else:
+        console = stdout_console()
+        for item in gradient_tables(report):
+            console.print(item)
 
 
 @command(app)
@@ -112,7 +111,7 @@ def info(
     from charnn.cli.display import checkpoint_tables, stdout_console
 
     picked = Picked(checkpoint_path, other="charnn info CHECKPOINT")
-    summary = checkpoint.describe(picked.path)
+    summary = api.describe(picked.path)
     picked.say()
     if as_json:
         typer.echo(json.dumps(dict(summary, checkpoint=summary["path"]), ensure_ascii=False))
@@ -143,27 +142,24 @@ def report(
 
     Example: charnn report runs/demo && open runs/demo/report.html
     """
-    from charnn.analysis.report import build_report
-
     given_dirs = bool(run_dirs)
     if not run_dirs:
         try:
-            picked = checkpoint.most_recent(name="config.yaml").parent
+            run_dirs = [api.runs.most_recent(name="config.yaml").parent]
         except CharnnError:
             from charnn import hints
 
             raise CharnnError(f"no run found under runs/; train first ({hints.train_first()}) "
                               "or give RUN_DIR") from None
-        run_dirs = [picked]
-    result = build_report(run_dirs, output, text, text_chars, units)
+    page = api.report(run_dirs, output, text, text_chars, units)
     if len(run_dirs) == 1 and not given_dirs:
         from charnn.cli.display import print_used
 
         best = run_dirs[0] / "best.npz"
-        val_loss = checkpoint.inspect(best)[0].get("val_loss") if best.is_file() else None
+        val_loss = api.describe(best)["val_loss"] if best.is_file() else None
         print_used(best if best.is_file() else run_dirs[0], val_loss, what="the most recent run",
                    other="charnn report RUN_DIR")
     if as_json:
-        typer.echo(json.dumps(result, ensure_ascii=False))
+        typer.echo(json.dumps(page.to_dict(), ensure_ascii=False))
     else:
-        typer.echo(result["report"])
+        typer.echo(str(page.path))

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from charnn import api
 from charnn.cli.core import (FLAG, app, command)
 
 
@@ -34,22 +35,20 @@ def sweep(
 
     Example: charnn sweep configs/sweeps/shakespeare.yaml --workers 2
     """
-    from charnn.sweep import study as sweeps
     from charnn.cli.display import stderr_console, stdout_console, sweep_table
-    from charnn.sweep.spec import load_sweep
 
-    spec = load_sweep(sweep_file, storage, trials)
     console = stderr_console()
     log = lambda message: console.print(message, markup=False)  # noqa: E731
+    summary = api.sweep(sweep_file, storage, trials, workers, status=status, worker=worker, log=log)
     if worker:
-        sweeps.run_worker(spec, log)
         return
-    summary = sweeps.status(spec) if status else sweeps.run_sweep(spec, workers, log)
     if as_json:
         typer.echo(json.dumps(summary))
     else:
         out = stdout_console()
         for item in sweep_table(summary):
             out.print(item)
-    if summary["best"] is not None and spec.best_path.exists():
-        console.print(f"best config: {spec.best_path} (train it with: charnn train {spec.best_path})", markup=False)
+    best = summary["best"]
+    best_path = Path(best["run_dir"]).parent / "best.yaml" if best is not None and best["run_dir"] else None
+    if best_path is not None and best_path.exists():
+        console.print(f"best config: {best_path} (train it with: charnn train {best_path})", markup=False)

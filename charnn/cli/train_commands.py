@@ -1,15 +1,14 @@
-"""charnn train, sample and eval."""
+"""charnn train, sample and eval: each a thin layer over charnn.train, Model.stream and Model.score."""
 
 from __future__ import annotations
 
-import functools
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
 import typer
 
 try:  # typer >= 0.20 vendors click; older releases depend on it
@@ -17,10 +16,11 @@ try:  # typer >= 0.20 vendors click; older releases depend on it
 except ImportError:  # pragma: no cover
     from click.exceptions import UsageError
 
-from charnn.cli.core import (CHECKPOINT_HELP, FLAG, SET_HELP, Picked, app, command, map_rare, note_mapped)
-from charnn.analysis.dynamic import DECAY, LR, SEGMENT_LEN
+from charnn import api
+from charnn.cli.core import CHECKPOINT_HELP, EXIT_INTERRUPTED, FLAG, SET_HELP, Picked, app, command, note_mapped
 from charnn.errors import CharnnError
-from charnn.training import checkpoint
+
+from charnn.api.models import DYNAMIC_DECAY, DYNAMIC_LR, SEGMENT_LEN  # --dynamic's tuning, shown in --help
 
 
 @command(app)
@@ -51,33 +51,69 @@ def train(
 
     Example: charnn train --data story.txt --minutes 3 (or: charnn train configs/hello.yaml --set train.steps=500)
     """
-    from charnn.cli.display import TrainProgress, stderr_console, summary_table
-    from charnn.training.rundir import training_target
+    from charnn.api.progress import TrainProgress
+    from charnn.cli.display import print_error, print_hint, stderr_console, summary_table
     from charnn.training.loop import TrainingStopped
-    from charnn.training.loop import train as run_training
 
-    if config is None and data is None:
-        raise UsageError("give a CONFIG.yaml to train from, or --data FILE to train on your own text "
-                         "(e.g. charnn train --data story.txt)")
-    cfg, run_dir = training_target(config, set_, resume=resume, run_dir=run_dir, data=data, minutes=minutes)
+    cfg, folder = _training_config(config, set_, resume, run_dir, data, minutes)
     console = stderr_console()
     progress = TrainProgress(console, quiet=quiet)
     try:
-        result = run_training(cfg, run_dir, resume=resume, force=force, callback=progress)
+        run = api.train(cfg, folder, resume=resume, force=force, progress=progress)
     except TrainingStopped as e:
         progress.close()
-        if as_json and e.result is not None:
-            typer.echo(json.dumps(e.result.as_json()))
+        if as_json and getattr(e, "run", None) is not None:
+            typer.echo(json.dumps(e.run.to_dict()))
         raise
-    finally:
-        progress.close()
-    if result.note:
-        console.print(f"note: {result.note}", markup=False)
-    console.print(summary_table(result))
+    if run.stopped == "interrupted":
+        print_error(f"interrupted at step {run.steps}; saved {run.dir / 'latest.npz'}")
+        print_hint(f"Resume with: charnn train --resume {shlex.quote(str(run.dir))}")
+        if as_json:
+            typer.echo(json.dumps(run.to_dict()))
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if run.note:
+        console.print(f"note: {run.note}", markup=False)
+    console.print(summary_table(run))
     if as_json:
-        typer.echo(json.dumps(result.as_json()))
-    if not result.note:
-        console.print(f"sample from it with: charnn sample --checkpoint {result.run_dir / 'best.npz'}", markup=False)
+        typer.echo(json.dumps(run.to_dict()))
+    if not run.note:
+        console.print(f"sample from it with: charnn sample --checkpoint {run.checkpoint}", markup=False)
+
+
+def _training_config(config: Optional[Path], overrides: List[str], resume: bool, run_dir: Optional[Path],
+                     data: Optional[Path], minutes: Optional[float]):
+    """(config, run directory) for `charnn train [CONFIG|RUN_DIR] [--data FILE] [--minutes M]`: with
+    --resume, RUN_DIR (or --data FILE's own run) continues with the config it saved, and --minutes
+    gives it that many minutes more than it has trained."""
+    if config is None and data is None:
+        raise UsageError("give a CONFIG.yaml to train from, or --data FILE to train on your own text "
+                         "(e.g. charnn train --data story.txt)")
+    source, folder = config, run_dir
+    if config is not None and config.is_dir():
+        if not resume:
+            raise CharnnError(f"{config} is a directory; to continue the run in it: "
+                              f"charnn train --resume {shlex.quote(str(config))}")
+        if run_dir is not None and run_dir.resolve() != config.resolve():
+            raise CharnnError(f"give the run to resume once: {config} or --run-dir {run_dir}, not both")
+        if not (config / "config.yaml").is_file():
+            raise CharnnError(f"{config} is not a run directory (it has no config.yaml); give a config file, "
+                              "or the directory of a run to resume")
+        folder = config
+    elif config is not None and config.is_file() and not api.configs.looks_like_config(config):
+        raise CharnnError(f"{config} is not a YAML config; to train on this text: "
+                          f"charnn train --data {shlex.quote(str(config))}")
+    cfg = api.load_config(source, overrides, data=data)
+    if source is None and resume:  # --data FILE --resume: its run continues with the config it saved
+        saved = (folder or Path(cfg.run.dir) / cfg.run.name)
+        if (saved / "config.yaml").is_file():
+            source = folder = saved
+            cfg = api.load_config(source, overrides, data=data)
+    if minutes is not None:
+        folder_now = folder or Path(cfg.run.dir) / cfg.run.name
+        latest = folder_now / "latest.npz"
+        trained = (api.describe(latest)["elapsed_s"] or 0.0) / 60 if resume and latest.is_file() else 0.0
+        cfg = api.load_config(source, overrides, data=data, minutes=minutes + trained)
+    return cfg, folder
 
 
 @command(app)
@@ -110,40 +146,37 @@ def sample(
     Example: charnn sample --seed h --greedy
     """
     from charnn.cli.display import TextStream
-    from charnn.nn.sampling import generate
-    from charnn.data.vocab import from_symbols, to_symbols
 
     picked = Picked(checkpoint_path)
-    ckpt = checkpoint.load(picked.path)
-    defaults = ckpt.config.sample
-    length = defaults.length if length is None else length
-    temperature = defaults.temperature if temperature is None else temperature
-    top_k = defaults.top_k if top_k is None else top_k
-    vocab = ckpt.vocab
-    encoding = ckpt.config.data.encoding
-    prime = map_rare(vocab, to_symbols(seed, encoding), "--seed")
-    rng = np.random.default_rng(rng_seed)
-    draw = functools.partial(generate, ckpt.params, ckpt.cell, vocab, prime, length, temperature=temperature, top_k=top_k,
-                             greedy=greedy, rng=rng, char_counts=ckpt.char_counts, source=ckpt.name)
-    draw().close()  # the seed and settings are checked before anything is said or written
+    model = api.load(picked.path)
+    mapped, count = model.vocab.map_rare(seed)  # (for a bytes model the count is of bytes: as training saw them)
+    note_mapped(count, "--seed")
+
+    def draw():
+        return model.stream(seed, length, temperature, top_k, greedy, rng_seed)
+
+    pieces = draw()  # the seed and settings are checked before anything is said or written
     picked.say()
     if as_json:
         start = time.perf_counter()
-        texts = [from_symbols("".join(draw()), encoding).decode("utf-8", errors="replace") for _ in range(num_samples)]
+        texts = ["".join(pieces if i == 0 else draw()) for i in range(num_samples)]
+        s = model.config.sample
+        n = s.length if length is None else length
         typer.echo(json.dumps({
-            "text": texts[0], "samples": texts, "seed": seed, "temperature": temperature, "top_k": top_k,
-            "greedy": greedy, "length": length, "checkpoint": str(ckpt.path),
-            "chars_per_s": round(length * num_samples / max(time.perf_counter() - start, 1e-9), 1),
+            "text": texts[0], "samples": texts, "seed": seed, "temperature": s.temperature if temperature is None
+            else temperature, "top_k": s.top_k if top_k is None else top_k, "greedy": greedy, "length": n,
+            "checkpoint": str(picked.path),
+            "chars_per_s": round(n * num_samples / max(time.perf_counter() - start, 1e-9), 1),
         }, ensure_ascii=False))
         return
-    with TextStream(sys.stdout, encoding) as out:
+    with TextStream(sys.stdout) as out:
         for i in range(num_samples):
             if i:
                 out.line(f"--- sample {i + 1} of {num_samples} ---")
-            chars = draw()  # checks the seed before anything is written
-            out.write(prime)
-            for ch in chars:
-                out.write(ch)
+                pieces = draw()
+            out.write(mapped if model.config.data.encoding == "utf-8" else seed)
+            for piece in pieces:
+                out.write(piece)
             out.end_line()
 
 
@@ -160,8 +193,8 @@ def eval_(
                                  help="Also score with dynamic evaluation: the model learns from each segment after "
                                  "scoring it (Krause et al. 2017)."),
     segment_len: int = typer.Option(SEGMENT_LEN, "--segment-len", metavar="N", help="--dynamic: characters per segment."),
-    dynamic_lr: float = typer.Option(LR, "--dynamic-lr", metavar="LR", help="--dynamic: step size."),
-    dynamic_decay: float = typer.Option(DECAY, "--dynamic-decay", metavar="D",
+    dynamic_lr: float = typer.Option(DYNAMIC_LR, "--dynamic-lr", metavar="LR", help="--dynamic: step size."),
+    dynamic_decay: float = typer.Option(DYNAMIC_DECAY, "--dynamic-decay", metavar="D",
                                         help="--dynamic: pull back toward the trained weights per segment, in [0, 1)."),
 ) -> None:
     """Score a text: mean -ln p(c_i | c_0..c_{i-1}) over i >= 1, from a zero state.
@@ -171,18 +204,16 @@ def eval_(
     Example: charnn eval data/hello.txt --json
     """
     from charnn.cli.display import eval_table, stdout_console
-    from charnn.analysis.dynamic import DynamicSettings
-    from charnn.analysis.scoring import score
 
-    settings = DynamicSettings(segment_len, dynamic_lr, dynamic_decay)
-    if not dynamic and settings != DynamicSettings():
-        raise CharnnError("--segment-len, --dynamic-lr and --dynamic-decay apply to dynamic evaluation: add --dynamic")
+    if (text_file is None) == (split is None):
+        raise CharnnError("give a TEXT_FILE to score or --split train|val|test, not both and not neither")
     picked = Picked(checkpoint_path)
-    ckpt = checkpoint.load(picked.path)
-    settings = settings if dynamic else None
-    result, name = score(ckpt, text_file=text_file, split=split, streams=streams, dynamic=settings, note=note_mapped)
+    model = api.load(picked.path)
+    score = model.score(file=text_file, split=split, streams=streams, dynamic=dynamic, segment_len=segment_len,
+                        dynamic_lr=dynamic_lr, dynamic_decay=dynamic_decay)
+    note_mapped(score.mapped, str(text_file))
     picked.say()
     if as_json:
-        typer.echo(json.dumps(dict(result, checkpoint=str(ckpt.path))))
+        typer.echo(json.dumps(dict(score.to_dict(), checkpoint=str(picked.path))))
     else:
-        stdout_console().print(eval_table(name, result))
+        stdout_console().print(eval_table(str(text_file) if text_file else f"the {split} split", score.to_dict()))

@@ -204,6 +204,8 @@ def describe(path: str | Path) -> dict:
         "step": step,
         "chars_seen": step * cfg.train.batch_size * cfg.train.seq_len if step is not None else None,
         "best_val_loss": best if isinstance(best, (int, float)) and not isinstance(best, bool) else None,
+        "val_loss": _number(meta.get("val_loss")),  # this checkpoint's own validation loss, when it was written
+        "elapsed_s": _number(meta.get("elapsed_s")),  # wall-clock training time, summed over resumes
         "config": meta["config"],
     }
 
@@ -259,6 +261,10 @@ def _check_layout(path: Path, archive: npzsafe.Archive) -> tuple[dict, dict[str,
 def _mismatch(path: Path, why: str) -> CharnnError:
     return CharnnError(f"checkpoint {path} does not hold what its config describes: {why}; "
                        "it is corrupted, use another checkpoint")
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _prod(shape) -> int:

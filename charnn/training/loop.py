@@ -255,7 +255,7 @@ class _Loop:
             "run_dir": str(self.run_dir.path), "vocab_size": self.corpus.vocab.size,
             "train_chars": len(self.corpus.train), "val_chars": len(self.corpus.val),
             "params": sum(a.size for a in self.state.params.values()), "start_step": p.step, "steps": t.steps,
-            "resumed": resumed,
+            "resumed": resumed, "max_minutes": t.max_minutes, "start_elapsed_s": p.elapsed_s,
         })
         budget_s = t.max_minutes * 60
         clock_start, elapsed_before = time.perf_counter(), p.elapsed_s
