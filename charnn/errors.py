@@ -40,6 +40,22 @@ class ParameterError(CharnnError, ValueError):
         return self.template.format(**{name: spell(name) for name in self.parameters()}, **self.values)
 
 
+class TrainingStopped(CharnnError):
+    """A run that ended early; `result` says how far it got, `hint` what to do next."""
+
+    def __init__(self, message: str, result=None, hint: str | None = None):
+        super().__init__(message)
+        self.result, self.hint = result, hint
+
+
+class TrainingInterrupted(TrainingStopped):
+    """Ctrl-C: latest.npz was saved at a step boundary and the run can be resumed."""
+
+
+class TrainingDiverged(TrainingStopped):
+    """The loss became NaN, infinite or ran away; no checkpoint of the bad parameters was written."""
+
+
 @contextlib.contextmanager
 def file_errors(what: str, fix: str):
     """Turn a file-system error inside the block into a one-line CharnnError."""

@@ -7,6 +7,7 @@ MemorySpan, bias_variance -> BiasVariance) and search (sweep). The command line 
 these calls.
 """
 
+from charnn.api import plots  # noqa: F401  (charnn.api.plots: figure checks for the command line)
 from charnn.api.configs import load_config
 from charnn.api.data import prepare_data, sweep, synth_text
 from charnn.api.experiments import BiasVariance, MemorySpan, bias_variance, memory_span

@@ -84,6 +84,14 @@ class GradientReport(gradients.GradientReport):
         """Every number, with stable keys (what `charnn inspect-gradients --json` prints)."""
         return self.as_dict()
 
+    def plot(self, path: str | Path) -> Path:
+        """Draw the norms against lag, one panel per layer, into a picture file (.png, .svg, ...);
+        needs matplotlib."""
+        from charnn.analysis import figures
+
+        figures.to_file(figures.gradient_flow(self, "plot"), path)
+        return Path(path)
+
     def _repr_html_(self) -> str:
         from charnn.api import html
 

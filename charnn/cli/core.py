@@ -112,7 +112,7 @@ def friendly(command, names: dict | None = None):
     def wrapper(*args, **kwargs):
         from charnn.cli.display import print_error, print_hint
         from charnn.errors import ParameterError
-        from charnn.training.loop import TrainingInterrupted, TrainingStopped
+        from charnn.errors import TrainingInterrupted, TrainingStopped
 
         try:
             return command(*args, **kwargs)

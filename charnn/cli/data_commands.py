@@ -123,9 +123,7 @@ def experiment_bias_variance(
 
 def _plot_extra_check() -> bool:
     """Whether the figure can be drawn; without matplotlib the experiment still runs and says so."""
-    from charnn.analysis import figures
-
-    if figures.available():
+    if api.plots.available():
         return True
     from charnn import hints
     from charnn.cli.display import stderr_console

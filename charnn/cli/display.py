@@ -272,8 +272,6 @@ def _duration(seconds) -> str:
 
 def sweep_table(summary: dict) -> list:
     """The `charnn sweep` report: every trial, best first, then the failures' reasons."""
-    from charnn.sweep.study import format_params
-
     rows = sorted(summary["trials"], key=_trial_order)
     counts = {}
     for row in rows:
@@ -285,7 +283,7 @@ def sweep_table(summary: dict) -> list:
     best = summary["best"]["number"] if summary["best"] else None
     colour = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan"}
     for row in rows:
-        params = format_params(row["params"])
+        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["params"].items())
         table.add_row(f"{row['number']}{' *' if row['number'] == best else ''}",
                       f"[{colour.get(row['state'], 'white')}]{row['state']}[/]", _fmt(row["value"], ".4f"),
                       escape(params), _duration(row["duration_s"]))

@@ -43,8 +43,6 @@ def inspect_gradients(
 
     Example: charnn inspect-gradients --config configs/demo.yaml --init-std 1.0
     """
-    from charnn.analysis import figures
-
     if checkpoint_path is not None and config is not None:
         raise CharnnError("give either --checkpoint or --config, not both")
     if text is not None and text_file is not None:
@@ -52,7 +50,7 @@ def inspect_gradients(
     if init_std is not None and config is None:
         raise CharnnError("--init-std applies to a fresh model: use it with --config")
     if plot is not None:
-        figures.check_target(plot)  # before any work
+        api.plots.check_path(plot, "--plot")  # before any work
     picked = None
     if config is None:
         try:
@@ -70,7 +68,7 @@ def inspect_gradients(
         picked.say()
     _show_gradients(report, as_json, None if picked is None else picked.path)
     if plot is not None:
-        figures.to_file(figures.gradient_flow(report, "--plot"), plot)
+        report.plot(plot)
     if check:
         worst = max((e for e in report.check.values() if e is not None), default=0.0)
         if worst >= 1e-6:

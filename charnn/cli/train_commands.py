@@ -53,7 +53,7 @@ def train(
     """
     from charnn.api.progress import TrainProgress
     from charnn.cli.display import print_error, print_hint, stderr_console, summary_table
-    from charnn.training.loop import TrainingStopped
+    from charnn.errors import TrainingStopped
 
     cfg, folder = _training_config(config, set_, resume, run_dir, data, minutes)
     console = stderr_console()

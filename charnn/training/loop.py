@@ -20,7 +20,7 @@ from charnn.nn import model
 from charnn.training.checkpoint import Progress
 from charnn.config import Config, ModelConfig, TrainConfig, resume_conflict, to_dict
 from charnn.data.corpus import Corpus, StreamBatcher, load_corpus
-from charnn.errors import CharnnError
+from charnn.errors import CharnnError, TrainingDiverged, TrainingInterrupted, TrainingStopped  # noqa: F401  (their home was here)
 from charnn.nn.evaluate import LN2, evaluate_ids
 from charnn.procs import deferred_interrupt
 from charnn.nn.optim import OptimizerSpec, Schedule, apply_update, clip_gradients, from_config, init_state
@@ -32,22 +32,6 @@ from charnn.nn.workspace import FRESH, Workspace
 # A finite loss that runs away: the smoothed loss above DIVERGE_FACTOR times its best and
 # DIVERGE_MARGIN nats above ln V (far worse than guessing uniformly), DIVERGE_PATIENCE steps in a row.
 DIVERGE_FACTOR, DIVERGE_MARGIN, DIVERGE_PATIENCE = 3.0, 3.0, 20
-
-
-class TrainingStopped(CharnnError):
-    """A run that ended early; `result` says how far it got, `hint` what to do next."""
-
-    def __init__(self, message: str, result: TrainResult | None = None, hint: str | None = None):
-        super().__init__(message)
-        self.result, self.hint = result, hint
-
-
-class TrainingInterrupted(TrainingStopped):
-    """Ctrl-C: latest.npz was saved at a step boundary and the run can be resumed."""
-
-
-class TrainingDiverged(TrainingStopped):
-    """The loss became NaN, infinite or ran away; no checkpoint of the bad parameters was written."""
 
 
 class Callback:
