@@ -167,12 +167,13 @@ class Model:
     # ---- generating ---------------------------------------------------------------------------------
 
     def stream(self, seed: str = "", length: int | None = None, temperature: float | None = None,
-               top_k: int | None = None, greedy: bool = False, rng_seed: int | None = None) -> Iterator[str]:
+               top_k: int | None = None, greedy: bool = False,
+               rng_seed: int | np.random.Generator | None = None) -> Iterator[str]:
         """The characters that continue `seed`, one piece at a time as they are made (the seed itself
         is not repeated). Without a seed the text starts the way the training text does (after a line
         break, or with a first character drawn by its frequencies). length, temperature and top_k
         default to the config's sample section; greedy takes the likeliest character each time;
-        rng_seed makes the draw repeatable.
+        rng_seed makes the draw repeatable (or give a numpy Generator to continue its stream).
 
         Example:
             >>> "".join(model.stream(seed="h", length=4, greedy=True))
@@ -187,12 +188,14 @@ class Model:
         encoding = self.config.data.encoding
         prime, _ = self.vocab.map_rare(to_symbols(seed, encoding))
         chars = generate(self._ckpt.params, self.cell, self.vocab, prime, length, temperature=temperature, top_k=top_k,
-                         greedy=greedy, rng=np.random.default_rng(rng_seed), char_counts=self._ckpt.char_counts,
+                         greedy=greedy, rng=rng_seed if isinstance(rng_seed, np.random.Generator)
+                         else np.random.default_rng(rng_seed), char_counts=self._ckpt.char_counts,
                          source=self._ckpt.name)
         return _decoded(chars, encoding)
 
     def sample(self, seed: str = "", length: int | None = None, temperature: float | None = None,
-               top_k: int | None = None, greedy: bool = False, rng_seed: int | None = None) -> str:
+               top_k: int | None = None, greedy: bool = False,
+               rng_seed: int | np.random.Generator | None = None) -> str:
         """The text that continues `seed` (without the seed): `stream`'s pieces joined.
 
         Example:

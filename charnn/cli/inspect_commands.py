@@ -14,28 +14,42 @@ from charnn.cli.core import CHECKPOINT_HELP, FLAG, SET_HELP, Picked, app, comman
 from charnn.errors import CharnnError
 
 
+_INSPECT_GRADIENTS_CHECKPOINT_PATH = typer.Option(None, "--checkpoint", "-c", metavar="PATH",
+                                                  help="Model to analyse. " + CHECKPOINT_HELP)
+_INSPECT_GRADIENTS_CONFIG = typer.Option(None, "--config", metavar="CONFIG",
+                                         help="Analyse a freshly initialised model of this config instead.")
+_INSPECT_GRADIENTS_SET = typer.Option([], "--set", metavar="KEY=VALUE", help="With --config: " + SET_HELP)
+_INSPECT_GRADIENTS_INIT_STD = typer.Option(None, "--init-std", metavar="S",
+                                           help="With --config: initialise weights from N(0, S^2).")
+_INSPECT_GRADIENTS_TEXT = typer.Option(None, "--text", metavar="TEXT", help="Analyse exactly this text (its first T+1 characters).")
+_INSPECT_GRADIENTS_TEXT_FILE = typer.Option(None, "--text-file", metavar="FILE",
+                                            help="Analyse the first T+1 characters of this file.")
+_INSPECT_GRADIENTS_STEPS = typer.Option(None, "--steps", "-T", metavar="T",
+                                        help="How many steps back to follow the gradient (default: 50, or fewer "
+                                        "when the text is shorter).")
+_INSPECT_GRADIENTS_WINDOWS = typer.Option(8, "--windows", metavar="N", help="Random windows of the validation text to average over.")
+_INSPECT_GRADIENTS_RNG_SEED = typer.Option(0, "--rng-seed", min=0, metavar="N", help="Seed for choosing the windows.")
+_INSPECT_GRADIENTS_CHECK = typer.Option(False, "--check", metavar=FLAG,
+                                        help="Also check backward against finite differences (exit 1 if error >= 1e-6).")
+_INSPECT_GRADIENTS_AS_JSON = typer.Option(False, "--json", metavar=FLAG, help="Print every number as one JSON object.")
+_INSPECT_GRADIENTS_PLOT = typer.Option(None, "--plot", metavar="FILE.png|FILE.svg",
+                                       help="Write a picture of norm against lag (needs matplotlib).")
+
+
 @command(app, "inspect-gradients")
 def inspect_gradients(
-    checkpoint_path: Optional[Path] = typer.Option(None, "--checkpoint", "-c", metavar="PATH",
-                                                   help="Model to analyse. " + CHECKPOINT_HELP),
-    config: Optional[Path] = typer.Option(None, "--config", metavar="CONFIG",
-                                          help="Analyse a freshly initialised model of this config instead."),
-    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="With --config: " + SET_HELP),
-    init_std: Optional[float] = typer.Option(None, "--init-std", metavar="S",
-                                             help="With --config: initialise weights from N(0, S^2)."),
-    text: Optional[str] = typer.Option(None, "--text", metavar="TEXT", help="Analyse exactly this text (its first T+1 characters)."),
-    text_file: Optional[Path] = typer.Option(None, "--text-file", metavar="FILE",
-                                             help="Analyse the first T+1 characters of this file."),
-    steps: Optional[int] = typer.Option(None, "--steps", "-T", metavar="T",
-                                        help="How many steps back to follow the gradient (default: 50, or fewer "
-                                        "when the text is shorter)."),
-    windows: int = typer.Option(8, "--windows", metavar="N", help="Random windows of the validation text to average over."),
-    rng_seed: int = typer.Option(0, "--rng-seed", min=0, metavar="N", help="Seed for choosing the windows."),
-    check: bool = typer.Option(False, "--check", metavar=FLAG,
-                               help="Also check backward against finite differences (exit 1 if error >= 1e-6)."),
-    as_json: bool = typer.Option(False, "--json", metavar=FLAG, help="Print every number as one JSON object."),
-    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png|FILE.svg",
-                                        help="Write a picture of norm against lag (needs matplotlib)."),
+    checkpoint_path: Optional[Path] = _INSPECT_GRADIENTS_CHECKPOINT_PATH,
+    config: Optional[Path] = _INSPECT_GRADIENTS_CONFIG,
+    set_: List[str] = _INSPECT_GRADIENTS_SET,
+    init_std: Optional[float] = _INSPECT_GRADIENTS_INIT_STD,
+    text: Optional[str] = _INSPECT_GRADIENTS_TEXT,
+    text_file: Optional[Path] = _INSPECT_GRADIENTS_TEXT_FILE,
+    steps: Optional[int] = _INSPECT_GRADIENTS_STEPS,
+    windows: int = _INSPECT_GRADIENTS_WINDOWS,
+    rng_seed: int = _INSPECT_GRADIENTS_RNG_SEED,
+    check: bool = _INSPECT_GRADIENTS_CHECK,
+    as_json: bool = _INSPECT_GRADIENTS_AS_JSON,
+    plot: Optional[Path] = _INSPECT_GRADIENTS_PLOT,
 ) -> None:
     """Watch gradients vanish or explode through time, per layer and lag.
 
@@ -43,14 +57,7 @@ def inspect_gradients(
 
     Example: charnn inspect-gradients --config configs/demo.yaml --init-std 1.0
     """
-    if checkpoint_path is not None and config is not None:
-        raise CharnnError("give either --checkpoint or --config, not both")
-    if text is not None and text_file is not None:
-        raise CharnnError("give either --text or --text-file, not both")
-    if init_std is not None and config is None:
-        raise CharnnError("--init-std applies to a fresh model: use it with --config")
-    if plot is not None:
-        api.plots.check_path(plot, "--plot")  # before any work
+    _check_combination(checkpoint_path, config, text, text_file, init_std, plot)
     picked = None
     if config is None:
         try:
@@ -76,6 +83,18 @@ def inspect_gradients(
                 f"gradient check failed: max relative error {worst:.2e} >= 1e-6 (finite differences are unreliable "
                 "where the loss is chaotic, as with exploding gradients; try a smaller --steps)"
             )
+
+
+def _check_combination(checkpoint_path, config, text, text_file, init_std, plot) -> None:
+    """inspect-gradients' options that exclude each other, and the picture's path, before any work."""
+    if checkpoint_path is not None and config is not None:
+        raise CharnnError("give either --checkpoint or --config, not both")
+    if text is not None and text_file is not None:
+        raise CharnnError("give either --text or --text-file, not both")
+    if init_std is not None and config is None:
+        raise CharnnError("--init-std applies to a fresh model: use it with --config")
+    if plot is not None:
+        api.plots.check_path(plot, "--plot")
 
 
 def _show_gradients(report, as_json: bool, checkpoint_path: Optional[Path]) -> None:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+import numpy as np
 import typer
 
 try:  # typer >= 0.20 vendors click; older releases depend on it
@@ -19,31 +20,41 @@ except ImportError:  # pragma: no cover
 from charnn import api
 from charnn.cli.core import CHECKPOINT_HELP, EXIT_INTERRUPTED, FLAG, SET_HELP, Picked, app, command, note_mapped
 from charnn.errors import CharnnError
-
 from charnn.api.models import DYNAMIC_DECAY, DYNAMIC_LR, SEGMENT_LEN  # --dynamic's tuning, shown in --help
+
+
+_TRAIN_CONFIG = typer.Argument(None, metavar="[CONFIG]", help="YAML experiment config (see configs/); "
+                               "with --resume, the config that started the run or the run's directory. "
+                               "Without it, --data FILE trains built-in settings on FILE.")
+_TRAIN_DATA = typer.Option(None, "--data", "-d", metavar="FILE",
+                           help="Train on this text file: with no CONFIG, with built-in settings "
+                           "(a 3-layer Elman network, 5 minutes) in runs/<FILE's name>/; with a "
+                           "CONFIG, in place of its data.path.")
+_TRAIN_MINUTES = typer.Option(None, "--minutes", "-m", metavar="M",
+                              help="Train for M minutes (sets train.max_minutes); with --resume, "
+                              "M minutes more.")
+_TRAIN_SET = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP)
+_TRAIN_RESUME = typer.Option(False, "--resume", metavar=FLAG,
+                             help="Continue a run from its latest.npz, exactly: charnn train --resume RUN_DIR.")
+_TRAIN_RUN_DIR = typer.Option(None, "--run-dir", metavar="DIR",
+                              help="Run directory (default: <run.dir>/<run.name>).")
+_TRAIN_FORCE = typer.Option(False, "--force", metavar=FLAG, help="Overwrite an existing run directory.")
+_TRAIN_QUIET = typer.Option(False, "--quiet", "-q", metavar=FLAG, help="Print only the final summary.")
+_TRAIN_AS_JSON = typer.Option(False, "--json", metavar=FLAG,
+                              help="Print the result as one JSON object on stdout (also when stopped early).")
 
 
 @command(app)
 def train(
-    config: Optional[Path] = typer.Argument(None, metavar="[CONFIG]", help="YAML experiment config (see configs/); "
-                                            "with --resume, the config that started the run or the run's directory. "
-                                            "Without it, --data FILE trains built-in settings on FILE."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", metavar="FILE",
-                                        help="Train on this text file: with no CONFIG, with built-in settings "
-                                        "(a 3-layer Elman network, 5 minutes) in runs/<FILE's name>/; with a "
-                                        "CONFIG, in place of its data.path."),
-    minutes: Optional[float] = typer.Option(None, "--minutes", "-m", metavar="M",
-                                            help="Train for M minutes (sets train.max_minutes); with --resume, "
-                                            "M minutes more."),
-    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
-    resume: bool = typer.Option(False, "--resume", metavar=FLAG,
-                                help="Continue a run from its latest.npz, exactly: charnn train --resume RUN_DIR."),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", metavar="DIR",
-                                           help="Run directory (default: <run.dir>/<run.name>)."),
-    force: bool = typer.Option(False, "--force", metavar=FLAG, help="Overwrite an existing run directory."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG, help="Print only the final summary."),
-    as_json: bool = typer.Option(False, "--json", metavar=FLAG,
-                                 help="Print the result as one JSON object on stdout (also when stopped early)."),
+    config: Optional[Path] = _TRAIN_CONFIG,
+    data: Optional[Path] = _TRAIN_DATA,
+    minutes: Optional[float] = _TRAIN_MINUTES,
+    set_: List[str] = _TRAIN_SET,
+    resume: bool = _TRAIN_RESUME,
+    run_dir: Optional[Path] = _TRAIN_RUN_DIR,
+    force: bool = _TRAIN_FORCE,
+    quiet: bool = _TRAIN_QUIET,
+    as_json: bool = _TRAIN_AS_JSON,
 ) -> None:
     """Train a model on your text (--data FILE) or from a YAML config.
 
@@ -116,28 +127,39 @@ def _training_config(config: Optional[Path], overrides: List[str], resume: bool,
     return cfg, folder
 
 
+_SAMPLE_SEED = typer.Option("", "--seed", "-s", metavar="TEXT",
+                            help="Priming text the sample continues (printed first). Without it the sample starts "
+                            "the way the training text does: as after a line break (or, in a text without line "
+                            "breaks, with a first character drawn by the text's own frequencies).")
+_SAMPLE_CHECKPOINT_PATH = typer.Option(None, "--checkpoint", "-c", metavar="PATH", help=CHECKPOINT_HELP)
+_SAMPLE_LENGTH = typer.Option(None, "--length", "-n", metavar="N",
+                              help="Characters to generate (default: the checkpoint's sample.length).")
+_SAMPLE_TEMPERATURE = typer.Option(None, "--temperature", "-t", metavar="T",
+                                   help="Softmax temperature > 0; lower is more conservative.")
+_SAMPLE_TOP_K = typer.Option(None, "--top-k", metavar="K",
+                             help="Sample only among the K likeliest characters; 0 means all.")
+_SAMPLE_GREEDY = typer.Option(False, "--greedy", metavar=FLAG,
+                              help="Always take the likeliest character (deterministic; ignores --temperature).")
+_SAMPLE_RNG_SEED = typer.Option(None, "--rng-seed", min=0, metavar="N",
+                                help="Seed of the random generator, for repeatable samples.")
+_SAMPLE_NUM_SAMPLES = typer.Option(1, "--num-samples", min=1, metavar="N",
+                                   help="How many samples; each after the first is preceded by a line "
+                                   "'--- sample I of N ---'.")
+_SAMPLE_AS_JSON = typer.Option(False, "--json", metavar=FLAG,
+                               help="Print one JSON object (text, samples, settings, chars_per_s) instead.")
+
+
 @command(app)
 def sample(
-    seed: str = typer.Option("", "--seed", "-s", metavar="TEXT",
-                             help="Priming text the sample continues (printed first). Without it the sample starts "
-                             "the way the training text does: as after a line break (or, in a text without line "
-                             "breaks, with a first character drawn by the text's own frequencies)."),
-    checkpoint_path: Optional[Path] = typer.Option(None, "--checkpoint", "-c", metavar="PATH", help=CHECKPOINT_HELP),
-    length: Optional[int] = typer.Option(None, "--length", "-n", metavar="N",
-                                         help="Characters to generate (default: the checkpoint's sample.length)."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", metavar="T",
-                                                help="Softmax temperature > 0; lower is more conservative."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", metavar="K",
-                                        help="Sample only among the K likeliest characters; 0 means all."),
-    greedy: bool = typer.Option(False, "--greedy", metavar=FLAG,
-                                help="Always take the likeliest character (deterministic; ignores --temperature)."),
-    rng_seed: Optional[int] = typer.Option(None, "--rng-seed", min=0, metavar="N",
-                                           help="Seed of the random generator, for repeatable samples."),
-    num_samples: int = typer.Option(1, "--num-samples", min=1, metavar="N",
-                                    help="How many samples; each after the first is preceded by a line "
-                                    "'--- sample I of N ---'."),
-    as_json: bool = typer.Option(False, "--json", metavar=FLAG,
-                                 help="Print one JSON object (text, samples, settings, chars_per_s) instead."),
+    seed: str = _SAMPLE_SEED,
+    checkpoint_path: Optional[Path] = _SAMPLE_CHECKPOINT_PATH,
+    length: Optional[int] = _SAMPLE_LENGTH,
+    temperature: Optional[float] = _SAMPLE_TEMPERATURE,
+    top_k: Optional[int] = _SAMPLE_TOP_K,
+    greedy: bool = _SAMPLE_GREEDY,
+    rng_seed: Optional[int] = _SAMPLE_RNG_SEED,
+    num_samples: int = _SAMPLE_NUM_SAMPLES,
+    as_json: bool = _SAMPLE_AS_JSON,
 ) -> None:
     """Generate text from a trained model; only the text goes to stdout, as it is made.
 
@@ -149,35 +171,41 @@ def sample(
 
     picked = Picked(checkpoint_path)
     model = api.load(picked.path)
-    mapped, count = model.vocab.map_rare(seed)  # (for a bytes model the count is of bytes: as training saw them)
+    mapped, count = model.vocab.map_rare(seed)
     note_mapped(count, "--seed")
+    rng = np.random.default_rng(rng_seed)  # one generator: each sample continues where the last left it
 
     def draw():
-        return model.stream(seed, length, temperature, top_k, greedy, rng_seed)
+        return model.stream(seed, length, temperature, top_k, greedy, rng)
 
-    pieces = draw()  # the seed and settings are checked before anything is said or written
+    draws = [draw()]  # the seed and settings are checked before anything is said or written
+    draws += [draw() for _ in range(num_samples - 1)]
     picked.say()
     if as_json:
-        start = time.perf_counter()
-        texts = ["".join(pieces if i == 0 else draw()) for i in range(num_samples)]
         s = model.config.sample
-        n = s.length if length is None else length
-        typer.echo(json.dumps({
-            "text": texts[0], "samples": texts, "seed": seed, "temperature": s.temperature if temperature is None
-            else temperature, "top_k": s.top_k if top_k is None else top_k, "greedy": greedy, "length": n,
-            "checkpoint": str(picked.path),
-            "chars_per_s": round(n * num_samples / max(time.perf_counter() - start, 1e-9), 1),
-        }, ensure_ascii=False))
+        settings = {"seed": seed, "temperature": s.temperature if temperature is None else temperature,
+                    "top_k": s.top_k if top_k is None else top_k, "greedy": greedy,
+                    "length": s.length if length is None else length, "checkpoint": str(picked.path)}
+        _print_samples_json(draws, settings)
         return
     with TextStream(sys.stdout) as out:
-        for i in range(num_samples):
+        for i, pieces in enumerate(draws):
             if i:
                 out.line(f"--- sample {i + 1} of {num_samples} ---")
-                pieces = draw()
             out.write(mapped if model.config.data.encoding == "utf-8" else seed)
             for piece in pieces:
                 out.write(piece)
             out.end_line()
+
+
+def _print_samples_json(draws: list, settings: dict) -> None:
+    """sample --json: text (the first), samples, the settings used, checkpoint and chars_per_s."""
+    start = time.perf_counter()
+    texts = ["".join(pieces) for pieces in draws]  # generated here: the draws are lazy
+    rate = settings["length"] * len(texts) / max(time.perf_counter() - start, 1e-9)
+    out = {"text": texts[0], "samples": texts, **settings, "chars_per_s": round(rate, 1)}
+    keys = ("text", "samples", "seed", "temperature", "top_k", "greedy", "length", "checkpoint", "chars_per_s")
+    typer.echo(json.dumps({k: out[k] for k in keys}, ensure_ascii=False))
 
 
 @command(app, "eval")
