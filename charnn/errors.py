@@ -13,7 +13,16 @@ from collections.abc import Callable
 
 
 class CharnnError(Exception):
-    """A user-facing error: the CLI prints its message as one line and exits non-zero."""
+    """A user-facing error: its message says in one line what is wrong and how to fix it (the CLI
+    prints it and exits non-zero). Every error the library raises derives from it.
+
+    Example:
+        >>> try:
+        ...     charnn.load("no-such-file.npz")
+        ... except charnn.CharnnError as e:
+        ...     print(type(e).__name__, "-", str(e).split(";")[0])
+        CharnnError - checkpoint no-such-file.npz not found
+    """
 
 
 class ParameterError(CharnnError, ValueError):

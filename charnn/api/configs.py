@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from charnn import config as schema
 from charnn.config import Config
 from charnn.errors import CharnnError, ParameterError
 from charnn.settings import build, load_config as _load_file
+
+
+# what every call that takes a config accepts: a Config, a YAML file, a run directory or a dict
+ConfigSource = Union[Config, str, Path, Mapping]
 
 
 def _values(overrides: Mapping[str, Any]) -> dict:

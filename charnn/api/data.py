@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from charnn.api.configs import ConfigSource
 
-def prepare_data(config, log: Callable[[str], None] | None = None) -> dict:
+
+def prepare_data(config: ConfigSource, log: Callable[[str], None] | None = None) -> dict:
     """Encode a config's corpus into the id cache training reads (streamed: any size; reused while the
     source is unchanged) and summarise it: characters, vocabulary, the most frequent and rarest
     characters, how many rare ones were mapped (data.min_char_count), split sizes, the cache.

@@ -16,7 +16,13 @@ from charnn.errors import ParameterError
 @dataclass
 class MemorySpan:
     """The memory-span experiment's rows: per cell, seed and K, the fraction of the memory-recoverable
-    information learned on held-out text, and the memory horizon measured on the trained model."""
+    information learned on held-out text, and the memory horizon measured on the trained model.
+
+    Example:
+        >>> result = charnn.memory_span(["rnn"], [0], [(2, 1)])
+        >>> sorted(result.rows[0])[:4]
+        ['K', 'best', 'cell', 'fraction']
+    """
 
     rows: list[dict]
     csv: Path | None = None
@@ -47,7 +53,13 @@ class MemorySpan:
 
 @dataclass
 class BiasVariance:
-    """The decomposition per value of the varied key: total held-out loss = bias + noise + variance."""
+    """The decomposition per value of the varied key: total held-out loss = bias + noise + variance.
+
+    Example:
+        >>> result = charnn.bias_variance("configs/demo.yaml", "model.hidden_size=8,32", subsets=2, quick=True)
+        >>> sorted(result.rows[0])
+        ['bias_noise', 'total', 'train_loss', 'value', 'variance']
+    """
 
     key: str
     subsets: int
@@ -103,7 +115,8 @@ def _stages(stages, quick: bool):
     return tuple((int(k), float(s)) for k, s in stages)
 
 
-def memory_span(cells: Iterable[str] | None = None, seeds: Iterable[int] | None = None, stages=None, *,
+def memory_span(cells: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
+                stages: Iterable[tuple[int, float]] | str | None = None, *,
                 quick: bool = False, context: int = 16, overrides: Iterable[str] = (), out: str | Path | None = None,
                 log: Callable[[str], None] | None = None) -> MemorySpan:
     """How far back can each cell remember? Train each (about 19.5k parameters) on texts in which a

@@ -11,6 +11,7 @@ import numpy as np
 
 from charnn.analysis import gradients
 from charnn.analysis.dynamic import DECAY as DYNAMIC_DECAY, LR as DYNAMIC_LR, SEGMENT_LEN
+from charnn.api.configs import ConfigSource
 from charnn.config import Config
 from charnn.data.vocab import Vocab, from_symbols, to_symbols
 from charnn.errors import ParameterError
@@ -100,7 +101,13 @@ class GradientReport(gradients.GradientReport):
 
 @dataclass
 class LayerStates:
-    """One layer read over a text: what each unit showed after each character, and the gates."""
+    """One layer read over a text: what each unit showed after each character, and the gates.
+
+    Example:
+        >>> layer = model.states("hello")[0]
+        >>> layer.units.shape, sorted(layer.gates)
+        ((5, 16), [])
+    """
 
     units: np.ndarray  # (T, H): the output, or for the LSTM tanh(c): what the report colours
     gates: dict[str, np.ndarray] = field(default_factory=dict)  # gate name -> (T, H), for gated cells
@@ -316,7 +323,7 @@ def load(path: str | Path) -> Model:
     return Model(checkpoint.load(Path(path)))
 
 
-def init_model(config, *, init_std: float | None = None, vocabulary: str | None = None) -> Model:
+def init_model(config: ConfigSource, *, init_std: float | None = None, vocabulary: str | None = None) -> Model:
     """A freshly initialised model of a config (as training would start it, in float64), for looking
     at gradients before any training; init_std draws every weight from N(0, init_std^2). The
     vocabulary comes from the config's corpus, or from the characters of `vocabulary`.

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from charnn.api.runs import Run
 
 
 @dataclass
@@ -29,7 +32,7 @@ class Report:
         return html.report(self)
 
 
-def report(runs, out: str | Path | None = None, text: str | Path | None = None, text_chars: int = 2000,
+def report(runs: Iterable[str | Path | Run] | str | Path | Run, out: str | Path | None = None, text: str | Path | None = None, text_chars: int = 2000,
            units: int = 6) -> Report:
     """Write one self-contained HTML page of what a run learned (several runs: one page comparing
     them); needs matplotlib. runs: run directories (or Runs); out: the page's path (default

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from charnn.api.configs import ConfigSource
 from charnn.config import Config
 from charnn.training.loop import Callback, TrainingInterrupted, TrainingStopped, TrainResult
 
@@ -116,8 +116,8 @@ def _progress(progress) -> tuple[Callback, callable]:
     return shown, shown.close
 
 
-def train(config: Config | str | Path | Mapping, run_dir: str | Path | None = None, resume: bool = False,
-          force: bool = False, progress=True) -> Run:
+def train(config: ConfigSource, run_dir: str | Path | None = None, resume: bool = False,
+          force: bool = False, progress: bool | Callback = True) -> Run:
     """Train a model; returns the Run (its directory holds config.yaml, metrics.jsonl, latest.npz and
     best.npz).
 

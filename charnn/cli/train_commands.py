@@ -82,8 +82,11 @@ def train(
         if as_json:
             typer.echo(json.dumps(run.to_dict()))
         raise typer.Exit(EXIT_INTERRUPTED)
-    if run.note:
-        console.print(f"note: {run.note}", markup=False)
+    if run.note:  # a resumed run that had already finished: the commands that give it more
+        resume = f"charnn train --resume {shlex.quote(str(run.dir))}"
+        more = (f"{resume} --set train.steps={2 * cfg.train.steps}" if run.stopped == "steps" else
+                f"{resume} --minutes M (M more minutes), or --set train.max_minutes={2 * cfg.train.max_minutes:.3g}")
+        console.print(f"note: {run.note.split('; to train it further')[0]}; to train it further: {more}", markup=False)
     console.print(summary_table(run))
     if as_json:
         typer.echo(json.dumps(run.to_dict()))

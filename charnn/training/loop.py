@@ -371,15 +371,15 @@ class _Loop:
 
     def finished_result(self) -> TrainResult:
         """A resumed run whose budget was already spent: how far it got, and how to give it more."""
-        t, p, resume = self.config.train, self.p, self.run_dir.resume_command()
+        t, p = self.config.train, self.p
         if finished(t, p) == "steps":
             used = f"it has trained all {t.steps:,} steps of train.steps"
-            more = f"{resume} --set train.steps={2 * t.steps}"
+            more = f"resume it with a larger train.steps (e.g. {2 * t.steps})"
         else:
             used = f"it has used its train.max_minutes={t.max_minutes:g} ({p.elapsed_s / 60:.1f} minutes of training)"
-            more = f"{resume} --minutes M (M more minutes), or --set train.max_minutes={2 * t.max_minutes:g}"
+            more = f"resume it with a larger train.max_minutes (e.g. {2 * t.max_minutes:.3g})"
         result = self.result(finished(t, p))
-        result.note = f"{self.run_dir.path} is already finished: {used}; to train it further: {more}"
+        result.note = f"{self.run_dir.path} is already finished: {used}; to train it further, {more}"
         return result
 
     def result(self, stop_reason: str) -> TrainResult:
