@@ -16,8 +16,8 @@ import pytest
 
 optuna = pytest.importorskip("optuna", reason="charnn sweep needs Optuna: pip install -e '.[sweep]'")
 
-from charnn.sweep import study as sweeps
-from charnn.sweep import spec as sweepfile  # noqa: E402
+from charnn.search import study as sweeps
+from charnn.search import spec as sweepfile  # noqa: E402
 from charnn.settings import load_config  # noqa: E402
 from charnn.errors import CharnnError  # noqa: E402
 from charnn.training.loop import train  # noqa: E402

@@ -62,8 +62,8 @@ def sweep(sweep_file: str | Path, storage: str | None = None, trials: int | None
     Example:
         >>> summary = charnn.sweep("configs/sweeps/shakespeare.yaml", status=True)
     """
-    from charnn.sweep import study
-    from charnn.sweep.spec import load_sweep
+    from charnn.search import study
+    from charnn.search.spec import load_sweep
 
     spec = load_sweep(sweep_file, storage, trials)
     log = log or (lambda message: None)

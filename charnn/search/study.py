@@ -30,7 +30,7 @@ from pathlib import Path
 from charnn import hints
 from charnn.config import Config, dump_yaml, to_dict
 from charnn.settings import from_dict, load_config
-from charnn.sweep.spec import Sweep
+from charnn.search.spec import Sweep
 from charnn.errors import CharnnError
 from charnn.files import write_text_atomically
 from charnn.data.corpus import load_corpus
