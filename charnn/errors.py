@@ -32,7 +32,9 @@ class ParameterError(CharnnError, ValueError):
     `{greedy}`), which `render` spells with a naming function: Python's names by default.
     """
 
-    PYTHON = {"greedy": "greedy=True", "dynamic": "dynamic=True"}  # how Python calls for a flag-like parameter
+    # how Python calls for a flag-like parameter, or names a config key given through load_config
+    PYTHON = {"greedy": "greedy=True", "dynamic": "dynamic=True", "resume": "resume=True", "force": "force=True",
+              "run_name": "another run.name", "resume_dir": "charnn.train(RUN_DIR, resume=True)"}
 
     def __init__(self, template: str, **values):
         self.template, self.values = template, values

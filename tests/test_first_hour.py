@@ -57,9 +57,9 @@ def test_the_preset_fits_a_text_shorter_than_one_batch(tmp_path):
 
 
 def test_data_replaces_a_configs_data_path(story, tmp_path):
-    from charnn.training.rundir import training_target
+    import charnn
 
-    cfg, _ = training_target(ROOT / "configs" / "demo.yaml", [], resume=False, run_dir=None, data=story, minutes=2)
+    cfg = charnn.load_config(ROOT / "configs" / "demo.yaml", data=story, minutes=2)
     assert cfg.data.path == str(story) and cfg.train.max_minutes == 2 and cfg.run.name == "demo"
 
 

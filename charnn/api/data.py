@@ -53,14 +53,18 @@ def synth_text(task: str, out: str | Path, lag: int = 10, length: int = 200_000,
 
 def sweep(sweep_file: str | Path, storage: str | None = None, trials: int | None = None, workers: int = 1,
           status: bool = False, worker: bool = False, log: Callable[[str], None] | None = None) -> dict:
-    """Search hyperparameters with Optuna (the sweep extra): every trial a run directory
+    r"""Search hyperparameters with Optuna (the sweep extra): every trial a run directory
     <run.dir>/<sweep>/trial-<n>/, `workers` processes here, more anywhere with the same storage;
     the best trial's config goes to <run.dir>/<sweep>/best.yaml. status=True only reads the study;
     worker=True runs trials in this process (what each worker process does) and returns {}.
     Returns {study, storage, trials: [{number, state, value, params, ...}], best}.
 
     Example:
-        >>> summary = charnn.sweep("configs/sweeps/shakespeare.yaml", status=True)
+        >>> _ = open("tiny_sweep.yaml", "w").write(
+        ...     "base: configs/demo.yaml\nspace:\n  train.lr: {low: 0.001, high: 0.01, log: true}\n"
+        ...     "trials: 2\ntrial: {steps: 30}\n")
+        >>> len(charnn.sweep("tiny_sweep.yaml")["trials"])
+        2
     """
     from charnn.search import study
     from charnn.search.spec import load_sweep

@@ -167,7 +167,7 @@ def bias_variance(config: str | Path, vary: str, subsets: int = 4, *, quick: boo
     Example:
         >>> result = charnn.bias_variance("configs/demo.yaml", "model.hidden_size=8,32", subsets=2, quick=True)
         >>> [r["value"] for r in result.rows]
-        [8, 32]
+        ['8', '32']
     """
     from charnn.analysis import bias_variance as experiment
     from charnn.analysis import figures

@@ -27,7 +27,7 @@ class Run:
     continues it). note is set when a resumed run had nothing left to do.
 
     Example:
-        >>> run = charnn.train(cfg, progress=False)
+        >>> run = charnn.train(cfg, force=True, progress=False)
         >>> run.stopped, run.steps
         ('steps', 300)
     """
@@ -130,9 +130,9 @@ def train(config: ConfigSource, run_dir: str | Path | None = None, resume: bool 
     CharnnError naming the checkpoints it kept; its .run says how far the run got).
 
     Example:
-        >>> run = charnn.train({"data": {"text": "hello"}, "model": {"hidden_size": 16}, "run": {"name": "hi"}},
-        ...                    progress=False)
-        >>> run.dir.name
+        >>> hi = {"data": {"text": "hello", "val_fraction": 0}, "model": {"hidden_size": 16},
+        ...       "train": {"batch_size": 1, "seq_len": 4, "steps": 50}, "run": {"name": "hi"}}
+        >>> charnn.train(hi, progress=False).dir.name
         'hi'
     """
     from charnn.api.configs import load_config

@@ -67,7 +67,8 @@ FLAGS = {"greedy": "--greedy", "top_k": "top-k", "steps": "--steps", "windows": 
          "dynamic_lr": "--dynamic-lr", "dynamic_decay": "--dynamic-decay", "lag": "--lag", "subsets": "--subsets",
          "cells": "--cells", "minutes": "--minutes", "text": "--text", "text_file": "a TEXT_FILE",
          "split": "--split train|val|test", "source": "CONFIG", "data": "--data FILE", "dynamic": "--dynamic",
-         "out": "--out", "context": "--context"}
+         "out": "--out", "context": "--context", "resume": "--resume", "force": "--force", "run_dir": "--run-dir",
+         "run_name": "--set run.name=...", "resume_dir": "charnn train --resume RUN_DIR"}
 
 
 def command(typer_app: typer.Typer, name: str | None = None, spelling: dict | None = None):
