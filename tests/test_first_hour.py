@@ -35,13 +35,14 @@ def story(tmp_path, monkeypatch):
 
 def test_train_data_needs_no_config_and_names_the_run_after_the_file(story, cli):
     code, out, err = cli("train", "--data", story, "--minutes", "0.02", "--set", "model.hidden_size=8",
-                         "model.num_layers=1", "--json", "-q")
+                         "model.num_layers=1", "train.steps=1000000000", "--json", "-q")
     assert code == 0, err
     result = json.loads(out)
     assert result["run_dir"] == str(Path("runs") / "story") and result["stopped"] == "time"
     saved = load_config(Path("runs/story/config.yaml"))
     assert saved.data.path == str(story) and saved.train.max_minutes == pytest.approx(0.02)
     assert saved.model.init == "xavier"  # the preset, not the dataclass defaults
+    assert saved.model.dropout == 0.5 and saved.train.batch_size == 8  # sized for a text of 1,410 characters
 
 
 def test_the_preset_fits_a_text_shorter_than_one_batch(tmp_path):
@@ -54,6 +55,18 @@ def test_the_preset_fits_a_text_shorter_than_one_batch(tmp_path):
     short.write_text("hello", encoding="utf-8")  # 5 characters: nothing can be held out
     cfg = presets.for_text(short)
     assert cfg.data.val_fraction == 0 and cfg.train.seq_len == 4 and cfg.train.batch_size == 1
+
+
+@pytest.mark.parametrize("chars, expected", [
+    (3_816, {"model.hidden_size": 64, "model.num_layers": 1, "model.dropout": 0.5, "train.batch_size": 8,
+             "train.steps": 600, "run.eval_every": 5}),
+    (20_000, {"model.dropout": 0.5, "run.eval_every": 5}),
+    (100_000, {"model.dropout": 0.3, "run.eval_every": 21}),
+    (1_115_394, {}),  # Tiny Shakespeare: the preset as measured, unchanged
+])
+def test_the_preset_is_sized_to_the_text(chars, expected):
+    fitted = presets.fit_to_text(chars, 32, 64, 0.1)
+    assert {k: fitted[k] for k in expected} == expected and (expected or fitted == {})
 
 
 def test_data_replaces_a_configs_data_path(story, tmp_path):
@@ -179,7 +192,7 @@ def test_resuming_a_finished_run_says_so_and_touches_nothing(story, cli):
 
 
 def test_minutes_on_resume_add_time(story, cli):
-    args = ["--data", story, "--set", "model.hidden_size=8", "model.num_layers=1", "-q"]
+    args = ["--data", story, "--set", "model.hidden_size=8", "model.num_layers=1", "train.steps=1000000000", "-q"]
     assert cli("train", *args, "--minutes", "0.01")[0] == 0
     code, out, err = cli("train", *args, "--resume")
     assert code == 0 and "already finished" in err and "--minutes M" in err
