@@ -6,7 +6,7 @@ by `charnn experiment memory-span`. This script runs it, prints the table (mean 
 their range), and writes the CSV and the picture, both from the same rows.
 
     python benchmarks/memory_span.py                         # K = 2..80, 4 cells, 3 seeds: about 110 minutes
-    python benchmarks/memory_span.py --quick --seeds 0        # K = 2, 5, 10 with short budgets, under 3 minutes
+    python benchmarks/memory_span.py --quick --seeds 0        # K = 5 and 20 with short budgets, under 3 minutes
     python benchmarks/memory_span.py --cells lstm --stages 5:40,10:60,20:80,40:110 --set model.gate_init=chrono
     python benchmarks/memory_span.py --replot memory_span.csv  # redraw the picture (and table) from a CSV
 """
@@ -39,7 +39,7 @@ def print_table(rows: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="K = 2, 5, 10 with short budgets")
+    ap.add_argument("--quick", action="store_true", help="K = 5 and 20 with short budgets")
     ap.add_argument("--cells", default="rnn,lstm,gru,mlp")
     ap.add_argument("--stages", help="K:seconds pairs in curriculum order, e.g. 5:40,10:60,20:80,40:110")
     ap.add_argument("--seeds", default="0,1,2", help="run seeds (initialisation), comma-separated")
