@@ -104,7 +104,7 @@ class Config:
     """A checked experiment config: five frozen sections (data, model, train, sample, run) whose
     fields are the YAML keys; charnn.load_config makes one, and every run saves it as config.yaml.
 
-    Example:
+    Examples:
         >>> cfg = charnn.load_config("configs/hello.yaml")
         >>> cfg.model.hidden_size, cfg.train.seq_len, cfg.run.name
         (16, 4, 'hello')

@@ -16,7 +16,7 @@ class CharnnError(Exception):
     """A user-facing error: its message says in one line what is wrong and how to fix it (the CLI
     prints it and exits non-zero). Every error the library raises derives from it.
 
-    Example:
+    Examples:
         >>> try:
         ...     charnn.load("no-such-file.npz")
         ... except charnn.CharnnError as e:

@@ -12,6 +12,8 @@ from pathlib import Path
 # what each optional extra installs (pyproject.toml's [project.optional-dependencies])
 EXTRAS = {
     "plot": "matplotlib",
+    "notebook": "nbclient nbformat ipykernel matplotlib",
+    "docs": "mkdocs mkdocs-material 'mkdocstrings[python]' mkdocs-jupyter",
     "sweep": "optuna",
     "postgres": "optuna 'psycopg[binary]' psycopg2-binary",
 }

@@ -29,7 +29,7 @@ def test_every_public_name_is_documented_with_an_example_and_typed():
 
     for name in set(charnn.__all__) - {"__version__"}:
         value = getattr(charnn, name)
-        assert value.__doc__ and "Example:" in value.__doc__, name
+        assert value.__doc__ and "Examples:" in value.__doc__, name
         if inspect.isfunction(value):
             signature = inspect.signature(value)
             assert signature.return_annotation is not inspect.Signature.empty, name

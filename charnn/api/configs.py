@@ -40,7 +40,7 @@ def load_config(source: str | Path | Mapping | Config | None = None,
     data: train on this text file (replaces data.path); minutes: the time budget
     (train.max_minutes). Every problem is a CharnnError naming the key.
 
-    Example:
+    Examples:
         >>> cfg = charnn.load_config({"data": {"text": "hello"}, "run": {"name": "hi"}}, {"train.steps": 3})
         >>> cfg.train.steps, cfg.model.cell
         (3, 'rnn')

@@ -13,7 +13,7 @@ def prepare_data(config: ConfigSource, log: Callable[[str], None] | None = None)
     source is unchanged) and summarise it: characters, vocabulary, the most frequent and rarest
     characters, how many rare ones were mapped (data.min_char_count), split sizes, the cache.
 
-    Example:
+    Examples:
         >>> charnn.prepare_data({"data": {"text": "hello"}})["vocab_size"]
         4
     """
@@ -42,7 +42,7 @@ def synth_text(task: str, out: str | Path, lag: int = 10, length: int = 200_000,
     a marked letter recurs lag characters later; "brackets": nested brackets that close within lag),
     and beside it out.json with the best possible loss and the loss without that memory (returned).
 
-    Example:
+    Examples:
         >>> charnn.synth_text("delay", "delay10.txt", lag=10, length=5000)["lag"]
         10
     """
@@ -59,7 +59,7 @@ def sweep(sweep_file: str | Path, storage: str | None = None, trials: int | None
     worker=True runs trials in this process (what each worker process does) and returns {}.
     Returns {study, storage, trials: [{number, state, value, params, ...}], best}.
 
-    Example:
+    Examples:
         >>> _ = open("tiny_sweep.yaml", "w").write(
         ...     "base: configs/demo.yaml\nspace:\n  train.lr: {low: 0.001, high: 0.01, log: true}\n"
         ...     "trials: 2\ntrial: {steps: 30}\n")

@@ -18,7 +18,7 @@ class MemorySpan:
     """The memory-span experiment's rows: per cell, seed and K, the fraction of the memory-recoverable
     information learned on held-out text, and the memory horizon measured on the trained model.
 
-    Example:
+    Examples:
         >>> result = charnn.memory_span(["rnn"], [0], [(2, 1)])
         >>> sorted(result.rows[0])[:4]
         ['K', 'best', 'cell', 'fraction']
@@ -55,7 +55,7 @@ class MemorySpan:
 class BiasVariance:
     """The decomposition per value of the varied key: total held-out loss = bias + noise + variance.
 
-    Example:
+    Examples:
         >>> result = charnn.bias_variance("configs/demo.yaml", "model.hidden_size=8,32", subsets=2, quick=True)
         >>> sorted(result.rows[0])
         ['bias_noise', 'total', 'train_loss', 'value', 'variance']
@@ -128,7 +128,7 @@ def memory_span(cells: Iterable[str] | None = None, seeds: Iterable[int] | None 
     enough to see the Elman network fail where the LSTM holds); context: the mlp's window;
     overrides: "section.key=value" for every stage; out: write PREFIX.csv (and PREFIX.png).
 
-    Example:
+    Examples:
         >>> result = charnn.memory_span(["rnn"], [0], [(2, 1)])
         >>> result.rows[0]["K"]
         2
@@ -164,7 +164,7 @@ def bias_variance(config: str | Path, vary: str, subsets: int = 4, *, quick: boo
     quick: at most 200 steps (and 12 s) per model and 20,000 held-out characters; out: write
     PREFIX.csv (and PREFIX.png).
 
-    Example:
+    Examples:
         >>> result = charnn.bias_variance("configs/demo.yaml", "model.hidden_size=8,32", subsets=2, quick=True)
         >>> [r["value"] for r in result.rows]
         ['8', '32']

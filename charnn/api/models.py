@@ -24,7 +24,7 @@ LN2 = math.log(2)
 class Score:
     """The loss of a text under a model: mean -ln p(c_i | c_<i) over i >= 1, from a zero state.
 
-    Example:
+    Examples:
         >>> s = model.score("hello")
         >>> round(s.bits_per_char, 3) == round(s.nats_per_char / math.log(2), 3)
         True
@@ -66,7 +66,7 @@ class GradientReport(gradients.GradientReport):
     norm ||ds_T/ds_{T-k}|| and each step's share of dl_T/dW_rec, the memory horizon, the decay (or
     growth) per step, and a verdict with advice (report.layers[i].verdict, .advice).
 
-    Example:
+    Examples:
         >>> report = model.inspect_gradients(text="hellohello", steps=6)
         >>> sorted(report.to_dict())[:3]
         ['clip_fraction', 'layers', 'measured_on']
@@ -103,7 +103,7 @@ class GradientReport(gradients.GradientReport):
 class LayerStates:
     """One layer read over a text: what each unit showed after each character, and the gates.
 
-    Example:
+    Examples:
         >>> layer = model.states("hello")[0]
         >>> layer.units.shape, sorted(layer.gates)
         ((5, 16), [])
@@ -118,7 +118,7 @@ class Model:
 
     Get one with `charnn.load(path)`, `run.model()` or `charnn.init_model(config)`.
 
-    Example:
+    Examples:
         >>> model = charnn.load(run.dir / "best.npz")
         >>> model.sample(seed="h", length=4, greedy=True)
         'ello'
@@ -182,7 +182,7 @@ class Model:
         default to the config's sample section; greedy takes the likeliest character each time;
         rng_seed makes the draw repeatable (or give a numpy Generator to continue its stream).
 
-        Example:
+        Examples:
             >>> "".join(model.stream(seed="h", length=4, greedy=True))
             'ello'
         """
@@ -205,7 +205,7 @@ class Model:
                rng_seed: int | np.random.Generator | None = None) -> str:
         """The text that continues `seed` (without the seed): `stream`'s pieces joined.
 
-        Example:
+        Examples:
             >>> model.sample(seed="h", length=4, greedy=True)
             'ello'
         """
@@ -221,7 +221,7 @@ class Model:
         that many warmed-up pieces side by side (faster, very slightly approximate); dynamic=True
         adds the loss under dynamic evaluation (segment_len, dynamic_lr, dynamic_decay tune it).
 
-        Example:
+        Examples:
             >>> model.score("hello").chars
             4
         """
@@ -240,11 +240,27 @@ class Model:
                           dynamic=settings if dynamic else None, note=lambda count, name: mapped.append(count))
         return Score(result["nats_per_char"], result["chars"], result.get("dynamic_nats_per_char"), sum(mapped))
 
+    def probabilities(self, text: str) -> np.ndarray:
+        """(T, V): after each character of `text`, the model's distribution over the next one (the
+        softmax of its output), from a zero state; column j is the character model.vocab.chars[j].
+
+        Examples:
+            >>> p = model.probabilities("hell")
+            >>> p.shape, model.vocab.chars[int(p[-1].argmax())]
+            ((4, 4), 'o')
+        """
+        from charnn.analysis.report.reading import read_text
+
+        reading = read_text(self._ckpt, to_symbols(text, self.config.data.encoding), top=self.vocab.size)
+        probs = np.zeros((len(reading.text), self.vocab.size))
+        np.put_along_axis(probs, reading.top_ids, reading.top_probs, axis=1)
+        return probs
+
     def states(self, text: str) -> list[LayerStates]:
         """Per layer, what each unit showed after each character of `text` (T, H), and each gate's
         value for gated cells: the numbers `charnn report` colours the text with.
 
-        Example:
+        Examples:
             >>> [layer.units.shape for layer in model.states("hello")]
             [(5, 16)]
         """
@@ -264,7 +280,7 @@ class Model:
         as `charnn inspect-gradients` and the report measure; with `text` (or a text `file`), its
         first steps + 1 characters. check=True also checks backward against finite differences.
 
-        Example:
+        Examples:
             >>> report = model.inspect_gradients(text="hellohello", steps=6)
             >>> report.layers[0].verdict in ("exploding", "vanishing", "short memory", "healthy")
             True
@@ -315,7 +331,7 @@ def load(path: str | Path) -> Model:
     """A model from a checkpoint file (best.npz, latest.npz), checked as every command checks it: a
     damaged or hostile file is a CharnnError that says so, never a crash.
 
-    Example:
+    Examples:
         >>> model = charnn.load(run.dir / "best.npz")
         >>> model.cell
         'rnn'
@@ -328,7 +344,7 @@ def init_model(config: ConfigSource, *, init_std: float | None = None, vocabular
     at gradients before any training; init_std draws every weight from N(0, init_std^2). The
     vocabulary comes from the config's corpus, or from the characters of `vocabulary`.
 
-    Example:
+    Examples:
         >>> fresh = charnn.init_model({"data": {"text": "hello"}}, init_std=1.0)
         >>> fresh.inspect_gradients(text="hellohello", steps=6).layers[0].verdict
         'exploding'

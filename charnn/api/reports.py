@@ -13,7 +13,7 @@ from charnn.api.runs import Run
 class Report:
     """The HTML page `charnn report` writes, and the numbers behind it.
 
-    Example:
+    Examples:
         >>> page = charnn.report([run.dir])
         >>> page.path.name
         'report.html'
@@ -39,7 +39,7 @@ def report(runs: Iterable[str | Path | Run] | str | Path | Run, out: str | Path 
     <run>/report.html, or ./report.html for several); text: a file to show the units over (else the
     first text_chars characters of the validation text); units: how many units to show side by side.
 
-    Example:
+    Examples:
         >>> charnn.report([run.dir]).to_dict()["runs"][0]["steps"]
         300
     """
@@ -56,7 +56,7 @@ def describe(path: str | Path) -> dict:
     (the keys of `charnn info --json`): format, charnn version, cell, sizes, parameters, vocabulary,
     step, characters seen, best validation loss and the config. A damaged or hostile file is refused.
 
-    Example:
+    Examples:
         >>> charnn.describe(run.dir / "best.npz")["cell"]
         'rnn'
     """

@@ -26,7 +26,7 @@ class Run:
     "interrupt kernel" in Jupyter: latest.npz was saved and `charnn.train(run.dir, resume=True)`
     continues it). note is set when a resumed run had nothing left to do.
 
-    Example:
+    Examples:
         >>> run = charnn.train(cfg, force=True, progress=False)
         >>> run.stopped, run.steps
         ('steps', 300)
@@ -129,7 +129,7 @@ def train(config: ConfigSource, run_dir: str | Path | None = None, resume: bool 
     with stopped == "interrupted"; a loss that becomes NaN or runs away raises TrainingDiverged (a
     CharnnError naming the checkpoints it kept; its .run says how far the run got).
 
-    Example:
+    Examples:
         >>> hi = {"data": {"text": "hello", "val_fraction": 0}, "model": {"hidden_size": 16},
         ...       "train": {"batch_size": 1, "seq_len": 4, "steps": 50}, "run": {"name": "hi"}}
         >>> charnn.train(hi, progress=False).dir.name
