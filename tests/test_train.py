@@ -104,7 +104,7 @@ def test_resume_after_a_crash_drops_metrics_past_the_checkpoint(write_config, tm
 def test_existing_run_directory_is_refused_without_force(write_config):
     cfg = load_config(write_config())
     train(cfg)
-    with pytest.raises(CharnnError, match="already exists.*--resume.*--force"):
+    with pytest.raises(CharnnError, match="already exists.*resume.*force"):  # resume=True, force=True
         train(cfg)
     train(cfg, force=True)
 
