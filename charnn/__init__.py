@@ -29,7 +29,7 @@ def __getattr__(name: str):
     if name in __all__ and name not in globals():
         import importlib
 
-        value = getattr(importlib.import_module(_LAZY.get(name, "charnn.api")), name)
+        value = getattr(importlib.import_module(_LAZY.get(name, "charnn.api")), name)  # (charnn.api is lazy too)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'charnn' has no attribute {name!r}")

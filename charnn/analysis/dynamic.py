@@ -17,35 +17,17 @@ text it reads (its names, its style) while staying near what it learned.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from charnn.nn import model
 from charnn.errors import ParameterError
 from charnn.nn.workspace import Workspace
 
-# tuned on the last 20,000 characters of Tiny Shakespeare's training split with an H=512 LSTM
-# (benchmarks/tune_dynamic.py; README, "Dynamic evaluation"), never on a text being scored
-SEGMENT_LEN, LR, DECAY = 50, 3e-4, 1e-3
+from charnn.analysis.dynamic_settings import DECAY, LR, SEGMENT_LEN, DynamicSettings  # noqa: F401  (their home)
+
 MS_SEGMENTS = 100  # training segments averaged for the gradient scales
 MS_FLOOR = 0.1  # MS at least this fraction of its parameter's mean MS
 EPS = 1e-8
-
-
-@dataclass(frozen=True)
-class DynamicSettings:
-    segment_len: int = SEGMENT_LEN
-    lr: float = LR
-    decay: float = DECAY
-
-    def check(self) -> None:
-        if self.segment_len < 1:
-            raise ParameterError("{segment_len} must be >= 1 (got {got})", got=self.segment_len)
-        if not self.lr > 0:
-            raise ParameterError("{dynamic_lr} must be > 0 (got {got})", got=self.lr)
-        if not 0 <= self.decay < 1:
-            raise ParameterError("{dynamic_decay} must be in [0, 1) (got {got})", got=self.decay)
 
 
 def _segment_grads(params, cell: str, x: np.ndarray, y: np.ndarray, h: list, ws: Workspace):

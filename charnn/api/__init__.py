@@ -7,14 +7,25 @@ MemorySpan, bias_variance -> BiasVariance) and search (sweep). The command line 
 these calls.
 """
 
-from charnn.api import plots  # noqa: F401  (charnn.api.plots: figure checks for the command line)
-from charnn.api.configs import load_config
-from charnn.api.data import prepare_data, sweep, synth_text
-from charnn.api.experiments import BiasVariance, MemorySpan, bias_variance, memory_span
-from charnn.api.models import GradientReport, LayerStates, Model, Score, init_model, load
-from charnn.api.reports import Report, describe, report
-from charnn.api.runs import Run, train
+import importlib
 
-__all__ = ["BiasVariance", "GradientReport", "LayerStates", "MemorySpan", "Model", "Report", "Run", "Score",
-           "bias_variance", "describe", "init_model", "load", "load_config", "memory_span", "prepare_data", "report",
-           "sweep", "synth_text", "train"]
+# name -> the module that defines it: imported on first use, so `from charnn import api` is cheap
+_HOMES = {
+    "load_config": "configs", "prepare_data": "data", "sweep": "data", "synth_text": "data",
+    "BiasVariance": "experiments", "MemorySpan": "experiments", "bias_variance": "experiments",
+    "memory_span": "experiments", "GradientReport": "models", "LayerStates": "models", "Model": "models",
+    "Score": "models", "init_model": "models", "load": "models", "Report": "reports", "describe": "reports",
+    "report": "reports", "Run": "runs", "train": "runs",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f"charnn.api.{_HOMES[name]}"), name)
+        globals()[name] = value
+        return value
+    if name in ("configs", "data", "experiments", "models", "reports", "runs", "plots", "progress", "html",
+                "defaults"):
+        return importlib.import_module(f"charnn.api.{name}")
+    raise AttributeError(f"module 'charnn.api' has no attribute {name!r}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from charnn.analysis import gradients
-from charnn.analysis.dynamic import DECAY as DYNAMIC_DECAY, LR as DYNAMIC_LR, SEGMENT_LEN
+from charnn.api.defaults import DYNAMIC_DECAY, DYNAMIC_LR, SEGMENT_LEN
 from charnn.api.configs import ConfigSource
 from charnn.config import Config
 from charnn.data.vocab import Vocab, from_symbols, to_symbols

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
 import typer
 
 try:  # typer >= 0.20 vendors click; older releases depend on it
@@ -20,7 +19,7 @@ except ImportError:  # pragma: no cover
 from charnn import api
 from charnn.cli.core import CHECKPOINT_HELP, EXIT_INTERRUPTED, FLAG, SET_HELP, Picked, app, command, note_mapped
 from charnn.errors import CharnnError
-from charnn.api.models import DYNAMIC_DECAY, DYNAMIC_LR, SEGMENT_LEN  # --dynamic's tuning, shown in --help
+from charnn.api.defaults import DYNAMIC_DECAY, DYNAMIC_LR, SEGMENT_LEN  # --dynamic's tuning, shown in --help
 
 
 _TRAIN_CONFIG = typer.Argument(None, metavar="[CONFIG]", help="YAML experiment config (see configs/); "
@@ -176,6 +175,8 @@ def sample(
     model = api.load(picked.path)
     mapped, count = model.vocab.map_rare(seed)
     note_mapped(count, "--seed")
+    import numpy as np
+
     rng = np.random.default_rng(rng_seed)  # one generator: each sample continues where the last left it
 
     def draw():
