@@ -9,6 +9,7 @@ through time; sample from them, score texts, and watch their gradients vanish or
     model.score("hello")                        # -> charnn.Score
     model.inspect_gradients()                   # -> charnn.GradientReport
     charnn.report([run.dir])                    # -> charnn.Report (an HTML page)
+    charnn.export(model, "m.html", format="web")  # -> charnn.Export (safetensors, onnx, web, hf)
 
 Everything in `__all__` is the public API; anything else may change. Every error the library
 raises derives from charnn.CharnnError and says in one line what is wrong and how to fix it.
@@ -17,8 +18,8 @@ raises derives from charnn.CharnnError and says in one line what is wrong and ho
 from charnn.errors import CharnnError
 
 __version__ = "0.1.0"
-__all__ = ["BiasVariance", "CharnnError", "Config", "GradientReport", "LayerStates", "MemorySpan", "Model", "Report",
-           "Run", "Score", "bias_variance", "describe", "init_model", "load", "load_config", "memory_span",
+__all__ = ["BiasVariance", "CharnnError", "Config", "Export", "GradientReport", "LayerStates", "MemorySpan", "Model", "Report",
+           "Run", "Score", "bias_variance", "describe", "export", "init_model", "load", "load_config", "memory_span",
            "prepare_data", "report", "sweep", "synth_text", "train", "__version__"]
 
 _LAZY = {"Config": "charnn.config"}  # the rest come from charnn.api

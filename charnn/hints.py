@@ -15,6 +15,7 @@ EXTRAS = {
     "notebook": "nbclient nbformat ipykernel matplotlib",
     "docs": "mkdocs mkdocs-material 'mkdocstrings[python]' mkdocs-jupyter",
     "sweep": "optuna",
+    "onnx": "onnx",
     "postgres": "optuna 'psycopg[binary]' psycopg2-binary",
 }
 

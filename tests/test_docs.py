@@ -1,7 +1,10 @@
 """The documentation site builds without a warning, and every example in it runs: each ```python
-block (a page's blocks in order, sharing one namespace) and each ```sh block (its commands), in a
-folder of their own that holds the repository's configs/ and data/ (issue #25)."""
+block (a page's blocks in order, sharing one namespace), each ```sh block (its commands), in a
+folder of their own that holds the repository's configs/ and data/ (issue #25), and each ```js
+block in a web export in headless Chromium (issue #26)."""
 
+import importlib.util
+import json
 import os
 import re
 import shlex
@@ -37,12 +40,52 @@ def test_there_are_examples_to_run():
     assert len(blocks("python")) >= 1 and len(blocks("sh")) >= 3
 
 
+# what a block may import that CI may lack: the block is skipped, saying so, where it is missing
+OPTIONAL = {"torch": "pip install torch", "onnxruntime": "pip install onnxruntime", "onnx": "pip install onnx"}
+
+
+def missing_modules(code: str) -> list[str]:
+    imported = set(re.findall(r"^\s*(?:import|from)\s+(\w+)", code, re.M))
+    return sorted(m for m in imported & set(OPTIONAL) if importlib.util.find_spec(m) is None)
+
+
 @pytest.mark.parametrize("page", sorted({page for page, _ in blocks("python")}))
 def test_python_examples_run(folder, page):
     namespace = {"__name__": "__docs__"}
+    skipped = []
     for name, code in blocks("python"):
         if name == page:
+            if missing_modules(code):
+                skipped += missing_modules(code)
+                continue
             exec(compile(code, f"{page} (a python block)", "exec"), namespace)  # noqa: S102  our own docs
+    if skipped:
+        pytest.skip(f"{page}: the blocks that import {', '.join(skipped)} did not run; "
+                    + "; ".join(OPTIONAL[m] for m in skipped))
+
+
+@pytest.mark.parametrize("page, code", blocks("js"), ids=[p for p, _ in blocks("js")])
+def test_javascript_examples_run_in_an_exported_page(folder, page, code):
+    """Each line of a ```js block is evaluated in a web export of configs/hello.yaml in headless
+    Chromium; a comment that is a quoted string is the value the line must give."""
+    browser = pytest.importorskip("browser")
+    if browser.CHROMIUM is None or browser._playwright() is None:
+        pytest.skip("needs Chromium (apt-get install chromium) and Playwright (pip install playwright)")
+    import charnn
+
+    run = charnn.train(charnn.load_config("configs/hello.yaml"), force=True, progress=False)
+    path = charnn.export(run.model(), folder / "hello.html", format="web").path
+    with browser.chromium() as new_page:
+        tab = new_page(path.as_uri())
+        tab.wait_for_function("window.charnn !== undefined")
+        for line in filter(None, (line.strip() for line in code.splitlines())):
+            expression, _, comment = line.partition("//")
+            value = tab.evaluate(expression.strip())
+            expected = comment.strip()
+            if expected.startswith('"'):
+                assert value == json.loads(expected), line
+            assert value is not None, line
+        assert tab.errors == []
 
 
 @pytest.mark.parametrize("index, page, code", [(i, p, c) for i, (p, c) in enumerate(blocks("sh"))],

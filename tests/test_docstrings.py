@@ -47,7 +47,7 @@ def folder(tmp_path_factory):
 def test_the_examples_cover_the_api():
     names = {name for name, _ in EXAMPLES}
     assert {"load_config", "train", "load", "Model.sample", "Model.stream", "Model.score", "Model.states",
-            "Model.inspect_gradients", "report", "describe", "Run", "Score", "GradientReport"} <= names
+            "Model.inspect_gradients", "report", "describe", "Run", "Score", "GradientReport", "export"} <= names
 
 
 @pytest.mark.parametrize("name, obj", EXAMPLES, ids=[name for name, _ in EXAMPLES])

@@ -4,7 +4,6 @@ import base64
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from charnn.errors import CharnnError
 from charnn.analysis.report import build_report
 from charnn.training.loop import train
 from charnn.data.vocab import Vocab
+from browser import chromium, needs_browser
 from conftest import CELLS, one_line_error, run
 
 pytest.importorskip("matplotlib")  # in the test extra; the report needs it
@@ -198,33 +198,14 @@ def test_without_matplotlib_the_error_names_the_extra(shared_run, monkeypatch):
 
 # ---- in a real browser -------------------------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _playwright():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        return None
-    return sync_playwright
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package chromium): apt-get install chromium")
-@pytest.mark.skipif(_playwright() is None, reason="needs Playwright to drive Chromium: pip install playwright")
+@needs_browser
 def test_the_page_in_headless_chromium(tmp_path):
     run_dir = make_run(tmp_path, "lstm", steps=40)
     page_path = Path(build_report([run_dir], text_chars=400)["report"])
     shots = os.environ.get("CHARNN_REPORT_SCREENSHOTS")  # a folder: keep screenshots for the docs
-    with _playwright()() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        errors, requests = [], []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
-        page.goto(page_path.as_uri())
+    with chromium() as new_page:
+        page = new_page(page_path.as_uri())
+        errors, requests = page.errors, page.requests
         page.wait_for_selector("#unit-text span")
         assert errors == [] and requests == []
         before = page.eval_on_selector("#unit-text span:nth-child(5)", "e => e.style.background")
@@ -241,4 +222,3 @@ def test_the_page_in_headless_chromium(tmp_path):
             page.goto(page_path.as_uri() + "#")
             page.screenshot(path=str(Path(shots) / "report_top.png"))
         assert errors == []
-        browser.close()

@@ -2,7 +2,7 @@
 
 Configs (load_config), training (train -> Run), models (load, init_model -> Model: sample, stream,
 score -> Score, states, inspect_gradients -> GradientReport), pages (report -> Report) and
-checkpoints (describe), data (prepare_data, synth_text), the experiments (memory_span ->
+checkpoints (describe), exports (export -> Export), data (prepare_data, synth_text), the experiments (memory_span ->
 MemorySpan, bias_variance -> BiasVariance) and search (sweep). The command line stands on exactly
 these calls.
 """
@@ -15,7 +15,7 @@ _HOMES = {
     "BiasVariance": "experiments", "MemorySpan": "experiments", "bias_variance": "experiments",
     "memory_span": "experiments", "GradientReport": "models", "LayerStates": "models", "Model": "models",
     "Score": "models", "init_model": "models", "load": "models", "Report": "reports", "describe": "reports",
-    "report": "reports", "Run": "runs", "train": "runs",
+    "report": "reports", "Run": "runs", "train": "runs", "Export": "exports", "export": "exports",
 }
 __all__ = sorted(_HOMES)
 
@@ -25,7 +25,7 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(f"charnn.api.{_HOMES[name]}"), name)
         globals()[name] = value
         return value
-    if name in ("configs", "data", "experiments", "models", "reports", "runs", "plots", "progress", "html",
+    if name in ("configs", "data", "exports", "experiments", "models", "reports", "runs", "plots", "progress", "html",
                 "defaults"):
         return importlib.import_module(f"charnn.api.{name}")
     raise AttributeError(f"module 'charnn.api' has no attribute {name!r}")

@@ -328,15 +328,19 @@ def _decoded(symbols: Iterator[str], encoding: str) -> Iterator[str]:
 
 
 def load(path: str | Path) -> Model:
-    """A model from a checkpoint file (best.npz, latest.npz), checked as every command checks it: a
-    damaged or hostile file is a CharnnError that says so, never a crash.
+    """A model from a checkpoint file (best.npz, latest.npz), an exported .safetensors file or an hf
+    export folder, checked as every command checks it: a damaged or hostile file is a CharnnError
+    that says so, never a crash.
 
     Examples:
         >>> model = charnn.load(run.dir / "best.npz")
         >>> model.cell
         'rnn'
     """
-    return Model(checkpoint.load(Path(path)))
+    from charnn.formats import safetensors_file
+
+    path = Path(path)
+    return Model(safetensors_file.load(path) if safetensors_file.is_safetensors(path) else checkpoint.load(path))
 
 
 def init_model(config: ConfigSource, *, init_std: float | None = None, vocabulary: str | None = None) -> Model:

@@ -52,7 +52,7 @@ def report(runs: Iterable[str | Path | Run] | str | Path | Run, out: str | Path 
 
 
 def describe(path: str | Path) -> dict:
-    """What a checkpoint holds, read from its headers and metadata without loading its weights
+    """What a checkpoint (or an exported .safetensors file or hf folder) holds, read from its headers and metadata without loading its weights
     (the keys of `charnn info --json`): format, charnn version, cell, sizes, parameters, vocabulary,
     step, characters seen, best validation loss and the config. A damaged or hostile file is refused.
 
@@ -60,6 +60,10 @@ def describe(path: str | Path) -> dict:
         >>> charnn.describe(run.dir / "best.npz")["cell"]
         'rnn'
     """
+    from charnn.formats import safetensors_file
     from charnn.training import checkpoint
 
-    return checkpoint.describe(Path(path))
+    path = Path(path)
+    if safetensors_file.is_safetensors(path):
+        return safetensors_file.describe(path)
+    return checkpoint.describe(path)

@@ -242,7 +242,7 @@ def checkpoint_tables(info: dict, max_vocab_chars: int = 200) -> list[Table]:
     shown = repr(vocab[:max_vocab_chars]) + (f" ... ({more:,} more)" if more > 0 else "")
     step = info["step"]
     rows = [
-        ("format", f"charnn-checkpoint version {info['format_version']}, "
+        ("format", f"{info['format']} version {info['format_version']}, "
                    f"written by charnn {info['charnn_version'] or '?'}"),
         ("model", f"{info['cell']}, {info['num_layers']} x {info['hidden_size']} units, {info['dtype']}"),
         ("parameters", f"{info['parameters']:,}"),

@@ -192,6 +192,7 @@ def describe(path: str | Path) -> dict:
     return {
         "path": str(path),
         "file_bytes": path.stat().st_size,
+        "format": FORMAT,
         "format_version": meta["version"],
         "charnn_version": version if isinstance(version, str) else None,
         "cell": cfg.model.cell,
