@@ -83,6 +83,7 @@ class SampleConfig:
     length: int = 200  # characters to generate
     temperature: float = 1.0  # < 1 sharper, > 1 more random
     top_k: int = 0  # sample among the k likeliest characters; 0 = all
+    top_p: float = 1.0  # then among the fewest likeliest holding this share of the probability; 1 = all
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,7 @@ def _validate_sample_and_run(s: Config, smp: SampleConfig, r: RunConfig) -> None
     check(smp.length >= 0, s, "sample.length", "must be >= 0")
     check(smp.temperature > 0, s, "sample.temperature", "must be > 0")
     check(smp.top_k >= 0, s, "sample.top_k", "must be >= 0 (0 = all characters)")
+    check(0 < smp.top_p <= 1, s, "sample.top_p", "must be in (0, 1] (1 = all characters)")
     for key in ("eval_every", "checkpoint_every", "sample_every"):
         check(getattr(r, key) >= 0, s, f"run.{key}", "must be >= 0")
     check(r.log_every >= 1, s, "run.log_every", "must be >= 1")

@@ -175,11 +175,12 @@ class Model:
 
     def stream(self, seed: str = "", length: int | None = None, temperature: float | None = None,
                top_k: int | None = None, greedy: bool = False,
-               rng_seed: int | np.random.Generator | None = None) -> Iterator[str]:
+               rng_seed: int | np.random.Generator | None = None, top_p: float | None = None) -> Iterator[str]:
         """The characters that continue `seed`, one piece at a time as they are made (the seed itself
         is not repeated). Without a seed the text starts the way the training text does (after a line
-        break, or with a first character drawn by its frequencies). length, temperature and top_k
-        default to the config's sample section; greedy takes the likeliest character each time;
+        break, or with a first character drawn by its frequencies). length, temperature, top_k and
+        top_p (nucleus sampling: the fewest likeliest characters holding that share of the
+        probability) default to the config's sample section; greedy takes the likeliest character;
         rng_seed makes the draw repeatable (or give a numpy Generator to continue its stream).
 
         Examples:
@@ -192,24 +193,25 @@ class Model:
         length = s.length if length is None else length
         temperature = s.temperature if temperature is None else temperature
         top_k = s.top_k if top_k is None else top_k
+        top_p = s.top_p if top_p is None else top_p
         encoding = self.config.data.encoding
         prime, _ = self.vocab.map_rare(to_symbols(seed, encoding))
         chars = generate(self._ckpt.params, self.cell, self.vocab, prime, length, temperature=temperature, top_k=top_k,
-                         greedy=greedy, rng=rng_seed if isinstance(rng_seed, np.random.Generator)
+                         greedy=greedy, top_p=top_p, rng=rng_seed if isinstance(rng_seed, np.random.Generator)
                          else np.random.default_rng(rng_seed), char_counts=self._ckpt.char_counts,
                          source=self._ckpt.name)
         return _decoded(chars, encoding)
 
     def sample(self, seed: str = "", length: int | None = None, temperature: float | None = None,
                top_k: int | None = None, greedy: bool = False,
-               rng_seed: int | np.random.Generator | None = None) -> str:
+               rng_seed: int | np.random.Generator | None = None, top_p: float | None = None) -> str:
         """The text that continues `seed` (without the seed): `stream`'s pieces joined.
 
         Examples:
             >>> model.sample(seed="h", length=4, greedy=True)
             'ello'
         """
-        return "".join(self.stream(seed, length, temperature, top_k, greedy, rng_seed))
+        return "".join(self.stream(seed, length, temperature, top_k, greedy, rng_seed, top_p))
 
     # ---- scoring and reading ------------------------------------------------------------------------
 

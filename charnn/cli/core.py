@@ -62,7 +62,7 @@ class Group(TyperGroup):
 
 # How the command line spells the parameters the library's errors name (charnn.errors.ParameterError):
 # its flags where a message names one, and the words it has always used in the others.
-FLAGS = {"greedy": "--greedy", "top_k": "top-k", "steps": "--steps", "windows": "--windows", "units": "--units",
+FLAGS = {"greedy": "--greedy", "top_k": "--top-k", "top_p": "--top-p", "steps": "--steps", "windows": "--windows", "units": "--units",
          "text_chars": "--text-chars", "init_std": "--init-std", "segment_len": "--segment-len",
          "dynamic_lr": "--dynamic-lr", "dynamic_decay": "--dynamic-decay", "lag": "--lag", "subsets": "--subsets",
          "cells": "--cells", "minutes": "--minutes", "text": "--text", "text_file": "a TEXT_FILE",

@@ -140,6 +140,9 @@ _SAMPLE_TEMPERATURE = typer.Option(None, "--temperature", "-t", metavar="T",
                                    help="Softmax temperature > 0; lower is more conservative.")
 _SAMPLE_TOP_K = typer.Option(None, "--top-k", metavar="K",
                              help="Sample only among the K likeliest characters; 0 means all.")
+_SAMPLE_TOP_P = typer.Option(None, "--top-p", metavar="P",
+                             help="Nucleus sampling: only among the fewest likeliest characters whose probabilities "
+                             "add up to P (0 < P <= 1; 1 means all). Applied after --top-k.")
 _SAMPLE_GREEDY = typer.Option(False, "--greedy", metavar=FLAG,
                               help="Always take the likeliest character (deterministic; ignores --temperature).")
 _SAMPLE_RNG_SEED = typer.Option(None, "--rng-seed", min=0, metavar="N",
@@ -158,6 +161,7 @@ def sample(
     length: Optional[int] = _SAMPLE_LENGTH,
     temperature: Optional[float] = _SAMPLE_TEMPERATURE,
     top_k: Optional[int] = _SAMPLE_TOP_K,
+    top_p: Optional[float] = _SAMPLE_TOP_P,
     greedy: bool = _SAMPLE_GREEDY,
     rng_seed: Optional[int] = _SAMPLE_RNG_SEED,
     num_samples: int = _SAMPLE_NUM_SAMPLES,
@@ -180,7 +184,7 @@ def sample(
     rng = np.random.default_rng(rng_seed)  # one generator: each sample continues where the last left it
 
     def draw():
-        return model.stream(seed, length, temperature, top_k, greedy, rng)
+        return model.stream(seed, length, temperature, top_k, greedy, rng, top_p)
 
     draws = [draw()]  # the seed and settings are checked before anything is said or written
     draws += [draw() for _ in range(num_samples - 1)]
@@ -188,7 +192,8 @@ def sample(
     if as_json:
         s = model.config.sample
         settings = {"seed": seed, "temperature": s.temperature if temperature is None else temperature,
-                    "top_k": s.top_k if top_k is None else top_k, "greedy": greedy,
+                    "top_k": s.top_k if top_k is None else top_k, "top_p": s.top_p if top_p is None else top_p,
+                    "greedy": greedy,
                     "length": s.length if length is None else length, "checkpoint": str(picked.path)}
         _print_samples_json(draws, settings)
         return
@@ -208,7 +213,7 @@ def _print_samples_json(draws: list, settings: dict) -> None:
     texts = ["".join(pieces) for pieces in draws]  # generated here: the draws are lazy
     rate = settings["length"] * len(texts) / max(time.perf_counter() - start, 1e-9)
     out = {"text": texts[0], "samples": texts, **settings, "chars_per_s": round(rate, 1)}
-    keys = ("text", "samples", "seed", "temperature", "top_k", "greedy", "length", "checkpoint", "chars_per_s")
+    keys = ("text", "samples", "seed", "temperature", "top_k", "top_p", "greedy", "length", "checkpoint", "chars_per_s")
     typer.echo(json.dumps({k: out[k] for k in keys}, ensure_ascii=False))
 
 

@@ -39,26 +39,40 @@ class Reader:
         return x @ self.params["head.W_hy"] + self.params["head.b_y"]
 
 
-def _choose(logits: np.ndarray, temperature: float, top_k: int, greedy: bool, rng: np.random.Generator) -> int:
+def choose(logits: np.ndarray, temperature: float, top_k: int, greedy: bool, rng: np.random.Generator,
+           top_p: float = 1.0) -> int:
+    """The next character's id from its logits: the likeliest (greedy), else drawn with one
+    rng.random() from softmax(logits / temperature) restricted to the top_k likeliest (0: all)
+    and then to the fewest likeliest whose probabilities add up to top_p (nucleus sampling)."""
     if greedy:
         return int(np.argmax(logits))
     z = logits.astype(np.float64) / temperature
     if 0 < top_k < len(z):
         kth = np.partition(z, -top_k)[-top_k]
         z[z < kth] = -np.inf
+    if top_p < 1.0:
+        p = np.exp(z - z.max())
+        order = np.argsort(-p, kind="stable")
+        mass = np.cumsum(p[order]) / p.sum()
+        kept = order[: int(np.searchsorted(mass, top_p)) + 1]
+        nucleus = np.full_like(z, -np.inf)
+        nucleus[kept] = z[kept]
+        z = nucleus
     p = np.exp(z - z.max())
     cdf = np.cumsum(p)
     return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(z) - 1))
 
 
-def check_options(length: int, temperature: float, top_k: int, greedy: bool = False) -> None:
-    """Sampling settings a user gives; greedy decoding ignores temperature and top-k."""
+def check_options(length: int, temperature: float, top_k: int, greedy: bool = False, top_p: float = 1.0) -> None:
+    """Sampling settings a user gives; greedy decoding ignores temperature, top-k and top-p."""
     if length < 0:
         raise ParameterError("{length} must be >= 0 (got {got})", got=length)
     if not greedy and not temperature > 0:
         raise ParameterError("{temperature} must be > 0 (got {got}); use {greedy} for the likeliest text", got=temperature)
     if top_k < 0:
         raise ParameterError("{top_k} must be >= 0, 0 meaning all characters (got {got})", got=top_k)
+    if not 0 < top_p <= 1:
+        raise ParameterError("{top_p} must be in (0, 1], 1 meaning all characters (got {got})", got=top_p)
 
 
 LINE_BREAK = "\n"
@@ -75,6 +89,7 @@ def generate(
     top_k: int = 0,
     greedy: bool = False,
     rng: np.random.Generator,
+    top_p: float = 1.0,
     char_counts=None,
     source: str = "the model",
 ) -> Iterator[str]:
@@ -87,14 +102,14 @@ def generate(
     uniformly when the checkpoint has no counts), yielded as the first of `length`.
     `source` names the model in errors (its checkpoint, say).
     """
-    check_options(length, temperature, top_k, greedy)
+    check_options(length, temperature, top_k, greedy, top_p)
     unknown = vocab.unknown_chars(prime)
     if unknown:
         raise CharnnError(
             f"seed text has characters outside the model's vocabulary: {', '.join(map(repr, unknown))} "
             f"(the model is {source}, {vocab.describe()}); use only characters from its training text"
         )
-    return _generate(params, cell, vocab, prime, length, temperature, top_k, greedy, rng, char_counts)
+    return _generate(params, cell, vocab, prime, length, temperature, top_k, top_p, greedy, rng, char_counts)
 
 
 def first_character(vocab: Vocab, char_counts, greedy: bool, rng: np.random.Generator) -> int:
@@ -109,22 +124,33 @@ def first_character(vocab: Vocab, char_counts, greedy: bool, rng: np.random.Gene
     return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), vocab.size - 1))
 
 
-def _generate(params, cell, vocab, prime, length, temperature, top_k, greedy, rng, char_counts) -> Iterator[str]:
-    reader = Reader(params, cell)
+def start(vocab: Vocab, prime: str, length: int, greedy: bool, rng: np.random.Generator,
+          char_counts=None) -> tuple[list[int], int | None]:
+    """How a text begins: (the ids to read before the first new character, the id of a first
+    character that is itself part of the sample, or None). The prime is read; an empty prime is
+    a line break (read, not shown) or a first character drawn as first_character draws it."""
     if prime:
-        ids = vocab.encode(prime)
-    elif length > 0 and LINE_BREAK in vocab.chars:
-        ids = vocab.encode(LINE_BREAK)  # read, not shown: the sample begins a line
-    elif length > 0:
-        ids = [first_character(vocab, char_counts, greedy, rng)]
-        yield vocab.chars[ids[0]]
-        length -= 1
-    else:
+        return [int(i) for i in vocab.encode(prime)], None
+    if length > 0 and LINE_BREAK in vocab.chars:
+        return [int(vocab.encode(LINE_BREAK)[0])], None  # the sample begins a line
+    if length > 0:
+        first = first_character(vocab, char_counts, greedy, rng)
+        return [first], first
+    return [], None
+
+
+def _generate(params, cell, vocab, prime, length, temperature, top_k, top_p, greedy, rng, char_counts) -> Iterator[str]:
+    ids, shown = start(vocab, prime, length, greedy, rng, char_counts)
+    if not ids:
         return
+    if shown is not None:
+        yield vocab.chars[shown]
+        length -= 1
+    reader = Reader(params, cell)
     for char_id in ids[:-1]:
-        reader.logits(int(char_id))
-    current = int(ids[-1])
+        reader.logits(char_id)
+    current = ids[-1]
     for _ in range(length):
         logits = reader.logits(current)
-        current = _choose(logits, temperature, top_k, greedy, rng)
+        current = choose(logits, temperature, top_k, greedy, rng, top_p)
         yield vocab.chars[current]
