@@ -68,7 +68,8 @@ FLAGS = {"greedy": "--greedy", "top_k": "--top-k", "top_p": "--top-p", "steps": 
          "cells": "--cells", "minutes": "--minutes", "text": "--text", "text_file": "a TEXT_FILE",
          "split": "--split train|val|test", "source": "CONFIG", "data": "--data FILE", "dynamic": "--dynamic",
          "out": "--out", "context": "--context", "resume": "--resume", "force": "--force", "run_dir": "--run-dir",
-         "run_name": "--set run.name=...", "resume_dir": "charnn train --resume RUN_DIR"}
+         "run_name": "--set run.name=...", "resume_dir": "charnn train --resume RUN_DIR",
+         "bytes_encoding": "--set data.encoding=bytes"}
 
 
 def command(typer_app: typer.Typer, name: str | None = None, spelling: dict | None = None):

@@ -27,7 +27,7 @@ import numpy as np
 
 from charnn.config import DataConfig
 from charnn.data.sources import fetch
-from charnn.errors import CharnnError
+from charnn.errors import CharnnError, ParameterError
 from charnn.procs import alive
 from charnn.data.vocab import REPLACEMENT, Vocab
 
@@ -78,11 +78,15 @@ def _blocks(stream: io.BufferedIOBase, utf8: bool) -> Iterator[tuple[int, bytes]
         yield offset, carry  # an incomplete sequence at the very end: decoding reports it
 
 
-TRAINING_FIX = ("give a UTF-8 text file or set data.encoding: bytes",
-                "fix the file, or set data.encoding: bytes to train on raw bytes")
-# a trained model reads text as it was trained: its vocabulary is fixed, so no setting can help
+# What to do about binary input, then about another encoding. A training text can be read as
+# bytes ({bytes_encoding}: the command line spells it --set data.encoding=bytes); a trained model
+# reads text as it was trained, so for it no setting can help.
+ICONV = "e.g. iconv -f latin1 -t utf-8 FILE > FILE.utf8"
+TRAINING_FIX = ("give a UTF-8 text file, or train on its raw bytes with {bytes_encoding}",
+                f"convert it to UTF-8 ({ICONV}), or train on its raw bytes with {{bytes_encoding}}")
 SCORING_FIX = ("this model reads UTF-8 text; give a UTF-8 text file",
-               "this model reads UTF-8 text; convert the file, e.g. iconv -f latin1 -t utf-8 FILE > FILE.utf8")
+               f"this model reads UTF-8 text; convert the file, {ICONV}")
+EMPTY = "{name} is empty; give a text of at least 2 characters"  # training and scoring alike
 
 
 def _symbols(block: bytes, offset: int, name: str, utf8: bool, fix: tuple[str, str] = TRAINING_FIX) -> np.ndarray:
@@ -92,15 +96,15 @@ def _symbols(block: bytes, offset: int, name: str, utf8: bool, fix: tuple[str, s
         return np.frombuffer(block, np.uint8)
     nul = block.find(b"\x00")  # in UTF-8 a zero byte is only ever the NUL character
     if nul >= 0:
-        raise CharnnError(f"{name} looks binary (NUL byte at byte offset {offset + nul}); {fix[0]}")
+        raise ParameterError("{name} looks binary (NUL byte at byte offset {at}); " + fix[0],
+                             name=name, at=offset + nul)
     if block.isascii():
         return np.frombuffer(block, np.uint8)
     try:
         text = block.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise CharnnError(
-            f"{name} is not valid UTF-8 (bad byte 0x{block[e.start]:02x} at byte offset {offset + e.start}); {fix[1]}"
-        ) from None
+        raise ParameterError("{name} is not valid UTF-8 (bad byte 0x{byte:02x} at byte offset {at}); " + fix[1],
+                             name=name, byte=block[e.start], at=offset + e.start) from None
     return np.frombuffer(text.encode("utf-32-le"), "<u4")
 
 
@@ -246,7 +250,7 @@ def prepare(data: DataConfig, cache_root: str | Path, log: Callable[[str], None]
         return _prepare_inline(opener, name, utf8, data)
     source_sha, size = _sha256(opener)
     if size == 0:
-        raise CharnnError(f"{name} is empty; give a text with at least a few characters")
+        raise CharnnError(EMPTY.format(name=name))
     root = Path(cache_root)
     key = _cache_key(data)
     folder = root / key
@@ -274,7 +278,7 @@ def _prepare_inline(opener, name: str, utf8: bool, data: DataConfig) -> Prepared
     codes = _symbols(block, 0, name, utf8)
     ids = lookup[codes].astype(np.uint8 if vocab.size <= 256 else np.uint16)
     if ids.size == 0:
-        raise CharnnError(f"{name} is empty; give a text with at least a few characters")
+        raise CharnnError(EMPTY.format(name=name))
     counts = np.bincount(ids, minlength=vocab.size)
     return PreparedCorpus(vocab, ids, counts, replaced, distinct, name, hashlib.sha256(block).hexdigest(), None, False)
 
@@ -432,5 +436,5 @@ def encode_file(path: str | Path, vocab: Vocab, encoding: str, folder: str | Pat
         raise CharnnError(f"{path} has {len(unknown)} characters outside the model's vocabulary: {shown} "
                           f"(the model is {model}, {vocab.describe()})")
     if count == 0:
-        raise CharnnError(f"{path} is empty; give a text with at least 2 characters")
+        raise CharnnError(EMPTY.format(name=path))
     return EncodedText(np.memmap(out_path, dtype=dtype, mode="r", shape=(count,)), replaced)

@@ -27,7 +27,7 @@ def decode_utf8(data: bytes, name: str) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise CharnnError(
-            f"{name} is not valid UTF-8 text (bad byte 0x{data[e.start]:02x} at byte offset {e.start}); "
+            f"{name} is not valid UTF-8 (bad byte 0x{data[e.start]:02x} at byte offset {e.start}); "
             "give a UTF-8 text file"
         ) from None
     if "\x00" in text:

@@ -16,11 +16,15 @@ from charnn.settings import load_config
 SMALL_FILE_BYTES = 1 << 20  # larger files fit the preset's batch whatever their encoding
 
 
-def _char_count(path: Path) -> int | None:
-    """Characters in a small UTF-8 file; None for a large, unreadable or non-UTF-8 one
-    (training then reads it and reports any problem itself)."""
+def _char_count(path: Path, encoding: str = "utf-8") -> int | None:
+    """Symbols in the file as training reads them: its bytes in bytes mode, else the characters of a
+    small UTF-8 file; None for a large, unreadable or non-UTF-8 one (training then reads it and
+    reports any problem itself)."""
     try:
-        if path.stat().st_size > SMALL_FILE_BYTES:
+        size = path.stat().st_size
+        if encoding == "bytes":  # each byte is a symbol
+            return size
+        if size > SMALL_FILE_BYTES:
             return None
         return len(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError):
@@ -83,9 +87,11 @@ def for_text(data: str | Path, overrides: list[str] = (), values: dict | None = 
     preset = preset_path("text")
     raw = read_yaml(preset)
     said = f"--data {data}"
-    fitted = fit_to_text(_char_count(data), raw["train"]["batch_size"], raw["train"]["seq_len"],
-                         raw["data"]["val_fraction"])
     given = {"data.path": (str(data.absolute()), said), "run.name": (data.stem or "text", said)}
+    # the encoding the overrides choose decides what a symbol is, so what is counted
+    encoding = load_config(preset, overrides, values={**given, **(values or {})}).data.encoding
+    fitted = fit_to_text(_char_count(data, encoding), raw["train"]["batch_size"], raw["train"]["seq_len"],
+                         raw["data"]["val_fraction"])
     given.update({k: (v, f"{said} (fitted to its length)") for k, v in fitted.items()})
     return load_config(preset, overrides, values={**given, **(values or {})})
 
