@@ -52,3 +52,83 @@ def test_train_and_eval_word_the_same_problems_alike(here, cli):
                           ("empty.txt", "is empty; give a text of at least 2 characters")):
         said = [cli("train", "--data", name, "--force")[2], cli("eval", name, "-c", "runs/ok/best.npz")[2]]
         assert all(problem in err for err in said), said
+
+
+# ---- 2, 7, 9: progress: no stale bar, no wrapping, bounded and consistent plain lines -------------
+
+
+def _in_a_terminal(argv, cwd):
+    """Run `python -m charnn ARGV` with a pseudo-terminal as stdin, stdout and stderr; all it wrote."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "charnn", *argv], stdin=slave, stdout=slave, stderr=slave,
+                            cwd=cwd, env=dict(os.environ, TERM="xterm", COLUMNS="100"))
+    os.close(slave)
+    out = b""
+    while select.select([master], [], [], 60)[0]:
+        try:
+            data = os.read(master, 1 << 16)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        out += data
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, out.decode(errors="replace")[-2000:]
+    return out.decode(errors="replace")
+
+
+def test_the_live_bar_is_gone_before_the_summary(here):
+    (here / "story.txt").write_text("the cat sat on the mat.\n" * 120, encoding="utf-8")
+    shown = _in_a_terminal(["train", "--data", "story.txt", "--set", "model.hidden_size=8", "train.steps=200"], here)
+    assert "eta" in shown  # the bar was drawn ...
+    assert "eta" not in shown.split("training summary", 1)[1]  # ... and not left behind below the summary
+
+
+def test_the_python_api_does_not_wrap_its_progress(here, capsys, monkeypatch):
+    import charnn
+
+    monkeypatch.setenv("COLUMNS", "80")
+    name = "a-run-with-a-rather-long-name-" * 3
+    cfg = {"data": {"text": "hello there\n" * 50}, "model": {"hidden_size": 8},
+           "train": {"batch_size": 2, "seq_len": 8, "steps": 5}, "run": {"name": name}}
+    charnn.train(cfg)
+    err = capsys.readouterr().err
+    assert any(line.startswith("training ") and line.endswith("val characters") for line in err.splitlines()), err
+
+
+def test_plain_progress_is_bounded_and_says_one_val_per_step(here, cli):
+    (here / "story.txt").write_text("the cat sat on the mat.\nthe dog sat on the log.\n" * 30, encoding="utf-8")
+    code, out, err = cli("train", "--data", "story.txt", "--set", "model.hidden_size=8", "run.log_every=5", "--json")
+    assert code == 0, err
+    steps = [line for line in err.splitlines() if line.startswith("step ")]
+    assert 2 <= len(steps) <= 4, err  # the first logged step, the last one, and one every 5 s between
+    assert steps[-1].startswith(f"step {json.loads(out)['steps']}: ") and "val " in steps[-1]
+    assert len({line.split(":")[0] for line in steps}) == len(steps)  # one line per step: no second val
+
+
+def test_a_plain_line_shows_the_validation_loss_of_its_own_step():
+    import io
+
+    from rich.console import Console
+
+    from charnn.api.progress import TrainProgress
+
+    console = Console(file=io.StringIO(), width=80)
+    shown = TrainProgress(console)
+    step = {"smooth_loss": 3.787, "grad_norm": 1.0, "clipped": False, "chars_per_s": 1000.0}
+    shown.on_start({"resumed": False, "run_dir": "runs/x", "params": 1, "vocab_size": 2, "train_chars": 9,
+                    "val_chars": 1, "max_minutes": 0, "steps": 20, "start_step": 0})
+    shown.on_eval({"step": 5, "val_loss": 3.753, "val_bpc": 5.41})
+    shown.on_step(dict(step, step=10))
+    shown.on_eval({"step": 10, "val_loss": 3.7278, "val_bpc": 5.378})
+    shown.on_step(dict(step, step=20))  # within 5 s of the last line: not printed now ...
+    shown.close()  # ... but as the last one
+    lines = console.file.getvalue().splitlines()[1:]
+    assert [line.split(" |g|")[0] for line in lines] == ["step 10: loss 3.787 val 3.728 (5.38 bpc)",
+                                                         "step 20: loss 3.787 val 3.728 (5.38 bpc)"]

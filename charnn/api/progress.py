@@ -44,32 +44,45 @@ class _Budget:
 
 
 class TrainProgress(Callback):
-    """A live bar when the console is a terminal, plain periodic lines otherwise; quiet shows neither."""
+    """A live bar when the console is a terminal, plain lines otherwise; quiet shows neither.
+
+    Plain lines (logs, CI) come at most every `plain_every_s` seconds, and only at logged steps, each
+    with the validation loss as of its step; close() adds the last step's line. Nothing is wrapped.
+    """
 
     def __init__(self, console: Console, quiet: bool = False, plain_every_s: float = 5.0):
         self.console, self.quiet = console, quiet
         self.live = console.is_terminal and not quiet
         self.plain_every_s = plain_every_s
-        self._last_plain = 0.0
+        self._last_plain = -math.inf
         self._progress: Progress | None = None
         self._task = None
         self._last_val: float | None = None
         self._budget: _Budget | None = None
+        self._pending: dict | None = None  # a plain line's step, waiting for that step's evaluation
+        self._latest: dict | None = None  # the last step or evaluation reported
+        self._shown_step: int | None = None
+        self._closed = False
+
+    def _print(self, text: str, **kwargs) -> None:
+        self.console.print(text, soft_wrap=True, **kwargs)  # never cut at the console's width
 
     def on_message(self, text: str) -> None:
         if not self.quiet:
-            self.console.print(text, markup=False, soft_wrap=True)
+            self._flush()
+            self._print(text, markup=False)
 
     def on_start(self, info: dict) -> None:
         if self.quiet:
             return
-        self.console.print(_start_line(info), markup=False)
+        self._print(_start_line(info), markup=False)
         self._budget = _Budget(info)
         if self.live:
             unit = "minutes" if self._budget.by_time else "steps"
+            # transient: stopped, the bar is erased, so nothing stale is left below the summary
             self._progress = Progress(
                 TextColumn("[bold]step {task.fields[step]:,}"), BarColumn(), TextColumn("{task.fields[stats]}"),
-                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=self.console, transient=False,
+                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=self.console, transient=True,
             )
             self._task = self._progress.add_task(unit, total=self._budget.total, completed=self._budget.done,
                                                  stats="", step=info["start_step"])
@@ -78,29 +91,57 @@ class TrainProgress(Callback):
     def on_step(self, m: dict) -> None:
         if self.quiet:
             return
-        stats = _stats(m, self._last_val)
         if self._progress is not None:
-            self._progress.update(self._task, completed=self._budget.update(m), stats=stats, step=m["step"])
-        elif time.monotonic() - self._last_plain >= self.plain_every_s:
+            self._progress.update(self._task, completed=self._budget.update(m), stats=_stats(m, self._last_val),
+                                  step=m["step"])
+            return
+        self._flush()
+        self._latest = m
+        if time.monotonic() - self._last_plain >= self.plain_every_s:
             self._last_plain = time.monotonic()
-            self.console.print(f"step {m['step']}: {stats}", markup=False)
+            self._pending = m  # printed once an evaluation at this step (the loop's next call) is in
 
     def on_eval(self, m: dict) -> None:
+        if self._pending is not None and self._pending["step"] != m["step"]:
+            self._flush()  # an earlier step's line shows the validation loss it had
         self._last_val = m["val_loss"]
         if self._progress is None and not self.quiet:
-            self.console.print(f"step {m['step']}: val {m['val_loss']:.4f} nats/char ({m['val_bpc']:.3f} bits/char)",
-                               markup=False)
+            self._latest = dict(self._latest or {}, **m) if (self._latest or {}).get("step") == m["step"] else m
+            self._flush()
 
     def on_sample(self, step: int, text: str) -> None:
         if self.quiet:
             return
-        self.console.print(f"[dim]sample at step {step}:[/dim]", markup=True)
-        self.console.print(text, markup=False, highlight=False)
+        self._flush()
+        if self._progress is None and self._latest is not None and self._latest["step"] == step != self._shown_step:
+            self._line(self._latest)  # the numbers of the step the sample comes from, first
+        self._print(f"[dim]sample at step {step}:[/dim]", markup=True)
+        self._print(text, markup=False, highlight=False)
+
+    def _flush(self) -> None:
+        """Print the plain line waiting for its step's evaluation, if any."""
+        if self._pending is not None:
+            self._line(self._pending)
+            self._pending = None
+
+    def _line(self, m: dict) -> None:
+        what = _stats(m, self._last_val) if "smooth_loss" in m else \
+            f"val {m['val_loss']:.4f} nats/char ({m['val_bpc']:.3f} bits/char)"  # a final evaluation, no step
+        self._print(f"step {m['step']}: {what}", markup=False)
+        self._shown_step = m["step"]
 
     def close(self) -> None:
+        """Stop the bar (erasing it) or print the last plain line: what is shown ends where the run did."""
+        if self._closed:
+            return
+        self._closed = True
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        elif not self.quiet:
+            self._flush()
+            if self._latest is not None and self._latest["step"] != self._shown_step:
+                self._line(self._latest)
 
 
 class NotebookProgress(Callback):

@@ -71,10 +71,11 @@ def train(
     try:
         run = api.train(cfg, folder, resume=resume, force=force, progress=progress)
     except TrainingStopped as e:
-        progress.close()
         if as_json and getattr(e, "run", None) is not None:
             typer.echo(json.dumps(e.run.to_dict()))
         raise
+    finally:
+        progress.close()  # the live bar is erased before anything below is printed
     if run.stopped == "interrupted":
         print_error(f"interrupted at step {run.steps}; saved {run.dir / 'latest.npz'}")
         print_hint(f"Resume with: charnn train --resume {shlex.quote(str(run.dir))}")
