@@ -132,3 +132,25 @@ def test_a_plain_line_shows_the_validation_loss_of_its_own_step():
     lines = console.file.getvalue().splitlines()[1:]
     assert [line.split(" |g|")[0] for line in lines] == ["step 10: loss 3.787 val 3.728 (5.38 bpc)",
                                                          "step 20: loss 3.787 val 3.728 (5.38 bpc)"]
+
+
+# ---- 3. --resume --minutes on a run that stopped on its step count -------------------------------
+
+
+def test_minutes_on_a_step_limited_run_say_they_add_time_not_steps(here, cli):
+    import os
+
+    (here / "story.txt").write_text("the cat sat on the mat.\n" * 60, encoding="utf-8")
+    args = ["--data", "story.txt", "--set", "model.hidden_size=8", "train.steps=10", "-q"]
+    assert cli("train", *args)[0] == 0
+    code, out, err = cli("train", *args, "--resume", "--minutes", "1", "--json")
+    assert code == 0 and json.loads(out)["steps"] == 10  # a step limit stays: the schedule is laid over it
+    assert "adds time, not steps" in err and "--set train.steps=20" in err
+    os.environ["COLUMNS"] = "300"
+    try:
+        helped = cli("train", "--help")[1]
+    finally:
+        del os.environ["COLUMNS"]
+    docs = Path(__file__).parent.parent / "docs"
+    for text in (helped, (docs / "commands.md").read_text(), (docs / "troubleshooting.md").read_text()):
+        assert "adds time, not steps" in text and "--set train.steps=N" in text

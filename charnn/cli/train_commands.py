@@ -30,8 +30,9 @@ _TRAIN_DATA = typer.Option(None, "--data", "-d", metavar="FILE",
                            "(a 3-layer Elman network, 5 minutes) in runs/<FILE's name>/; with a "
                            "CONFIG, in place of its data.path.")
 _TRAIN_MINUTES = typer.Option(None, "--minutes", "-m", metavar="M",
-                              help="Train for M minutes (sets train.max_minutes); with --resume, "
-                              "M minutes more.")
+                              help="Train for M minutes at most (sets train.max_minutes); with --resume, M minutes "
+                              "more: it adds time, not steps (a run that stopped on its step count takes "
+                              "--set train.steps=N).")
 _TRAIN_SET = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP)
 _TRAIN_RESUME = typer.Option(False, "--resume", metavar=FLAG,
                              help="Continue a run from its latest.npz, exactly: charnn train --resume RUN_DIR.")
@@ -82,16 +83,26 @@ def train(
         if as_json:
             typer.echo(json.dumps(run.to_dict()))
         raise typer.Exit(EXIT_INTERRUPTED)
-    if run.note:  # a resumed run that had already finished: the commands that give it more
-        resume = f"charnn train --resume {shlex.quote(str(run.dir))}"
-        more = (f"{resume} --set train.steps={2 * cfg.train.steps}" if run.stopped == "steps" else
-                f"{resume} --minutes M (M more minutes), or --set train.max_minutes={2 * cfg.train.max_minutes:.3g}")
-        console.print(f"note: {run.note.split('; to train it further')[0]}; to train it further: {more}", markup=False)
+    if run.note:
+        console.print(_finished_note(run, cfg, minutes), markup=False)
     console.print(summary_table(run))
     if as_json:
         typer.echo(json.dumps(run.to_dict()))
     if not run.note:
         console.print(f"sample from it with: charnn sample --checkpoint {run.checkpoint}", markup=False)
+
+
+def _finished_note(run, cfg, minutes: Optional[float]) -> str:
+    """A resumed run that had already finished: the command that gives it more. --minutes adds time,
+    not steps: a step limit stays (lifting it would switch a cosine schedule laid over the steps to
+    one over the clock, so the run would no longer continue as it was trained)."""
+    resume = f"charnn train --resume {shlex.quote(str(run.dir))}"
+    said = run.note.split("; to train it further")[0]
+    if run.stopped == "steps":
+        why = "; --minutes adds time, not steps" if minutes is not None else ""
+        return f"note: {said}{why}; to train it further: {resume} --set train.steps={2 * cfg.train.steps}"
+    return (f"note: {said}; to train it further: {resume} --minutes M (M more minutes), "
+            f"or --set train.max_minutes={2 * cfg.train.max_minutes:.3g}")
 
 
 def _training_config(config: Optional[Path], overrides: List[str], resume: bool, run_dir: Optional[Path],
