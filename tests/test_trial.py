@@ -154,3 +154,20 @@ def test_minutes_on_a_step_limited_run_say_they_add_time_not_steps(here, cli):
     docs = Path(__file__).parent.parent / "docs"
     for text in (helped, (docs / "commands.md").read_text(), (docs / "troubleshooting.md").read_text()):
         assert "adds time, not steps" in text and "--set train.steps=N" in text
+
+
+# ---- 4. the most recent run is the one active last ---------------------------------------------------
+
+
+def test_the_most_recent_run_is_the_one_that_trained_last(tmp_path):
+    import os
+
+    from charnn.training import checkpoint
+
+    for name, best, latest in (("a", 100, 0), ("b", 50, 50)):  # a was resumed last; its best did not improve
+        for file, age in (("best.npz", best), ("latest.npz", latest)):
+            (tmp_path / name).mkdir(exist_ok=True)
+            (tmp_path / name / file).write_bytes(b"")
+            os.utime(tmp_path / name / file, (1e9 - age, 1e9 - age))
+    assert checkpoint.most_recent(tmp_path) == tmp_path / "a" / "best.npz"
+    assert checkpoint.most_recent(tmp_path, "latest.npz") == tmp_path / "a" / "latest.npz"

@@ -337,11 +337,17 @@ def _expected_arrays(path: Path, meta: dict, max_layers: int) -> tuple[dict[str,
 
 
 def most_recent(runs_dir: str | Path = "runs", name: str = "best.npz") -> Path:
-    """`name` in the most recently written run under runs_dir (the default for sample and eval)."""
-    found = sorted(Path(runs_dir).glob(f"*/{name}"), key=lambda p: p.stat().st_mtime)
+    """`name` in the run under runs_dir that was active last (the default for sample and eval)."""
+    found = sorted(Path(runs_dir).glob(f"*/{name}"), key=_last_active)
     if not found:
         raise CharnnError(
             f"no checkpoint found under {runs_dir}/; train first ({hints.train_first()}) "
             "or give --checkpoint PATH"
         )
     return found[-1]
+
+
+def _last_active(path: Path) -> float:
+    """When the run holding `path` last wrote a checkpoint: resumed, it rewrites latest.npz, and
+    best.npz only when the validation loss improves."""
+    return max(p.stat().st_mtime for p in (path, path.parent / "latest.npz", path.parent / "best.npz") if p.exists())
