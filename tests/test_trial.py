@@ -171,3 +171,48 @@ def test_the_most_recent_run_is_the_one_that_trained_last(tmp_path):
             os.utime(tmp_path / name / file, (1e9 - age, 1e9 - age))
     assert checkpoint.most_recent(tmp_path) == tmp_path / "a" / "best.npz"
     assert checkpoint.most_recent(tmp_path, "latest.npz") == tmp_path / "a" / "latest.npz"
+
+
+# ---- 5, 11. help texts: square brackets shown, no files that only a source checkout has ----------
+
+
+def _commands():
+    """(argv, click command) of every command of the app, groups included."""
+    import typer.main
+
+    from charnn.cli.app import app
+
+    def walk(command, argv):
+        yield argv, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, argv + [name])
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+def _help(cli, argv):
+    import os
+
+    os.environ["COLUMNS"] = "1000"  # one line per paragraph: nothing is split across lines
+    try:
+        return cli(*argv, "--help")[1]
+    finally:
+        del os.environ["COLUMNS"]
+
+
+def test_help_shows_every_square_bracket(cli):
+    import re
+
+    for argv, command in _commands():
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        wanted = {m for text in texts for m in re.findall(r"\[[^\]\s]+\]", text.replace("\\[", "["))}
+        shown = _help(cli, argv)
+        assert all(m in shown for m in wanted), (argv, wanted)
+
+
+def test_help_names_no_file_of_a_source_checkout(cli):
+    for argv, command in _commands():
+        if argv[:1] == ["sweep"]:  # its sweep files are examples from the repository, named as such
+            continue
+        shown = _help(cli, argv)
+        assert "configs/" not in shown and "data/" not in shown, argv

@@ -24,7 +24,7 @@ def data_prepare(
 
     Streams the text in blocks (any size), builds the vocabulary, and stores the ids once; later runs reuse them while the source is unchanged.
 
-    Example: charnn data prepare configs/shakespeare.yaml
+    Example: charnn data prepare my.yaml
     """
     from charnn.cli.display import corpus_summary, stderr_console, stdout_console
 
@@ -51,7 +51,7 @@ def data_synth(
 
     Prints the best possible loss (perfect memory) and the loss without that memory, so a model's loss reads as the fraction of the recoverable information it learned.
 
-    Example: charnn data synth delay --lag 20 -o data/delay20.txt
+    Example: charnn data synth delay --lag 20 -o delay20.txt
     """
     from charnn.cli.display import stdout_console, synth_table
 
@@ -109,7 +109,7 @@ def experiment_bias_variance(
 ) -> None:
     """Split the held-out log loss into bias (plus noise) and variance: train the config on K disjoint slices of its training text for each value of one key.
 
-    Example: charnn experiment bias-variance configs/shakespeare.yaml --vary model.hidden_size=32,128,512 --subsets 4
+    Example: charnn experiment bias-variance my.yaml --vary model.hidden_size=32,128,512 --subsets 4
     """
     from charnn.cli.display import bias_variance_table, stderr_console, stdout_console
 

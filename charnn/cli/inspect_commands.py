@@ -55,7 +55,7 @@ def inspect_gradients(
 
     Measures ||dl_T/ds_{T-k}||, the Jacobian norm ||ds_T/ds_{T-k}|| and each step's share of dl_T/dW_hh for k = 0..T-1, then gives a verdict: exploding, vanishing, short memory or healthy.
 
-    Example: charnn inspect-gradients --config configs/demo.yaml --init-std 1.0
+    Example: charnn inspect-gradients --config my.yaml --init-std 1.0
     """
     _check_combination(checkpoint_path, config, text, text_file, init_std, plot)
     picked = None
@@ -155,9 +155,9 @@ def report(
 ) -> None:
     """Write one HTML page that shows what a run learned; it opens in any browser, offline.
 
-    Learning curves, samples over training, the gradient flow of best.npz, what its units track in a text (with the units that follow quotes, brackets or line position picked out), the model's surprisal and likeliest next characters per character, and how often each gate saturates. Several runs: their curves overlaid and their configs side by side. Needs matplotlib (pip install -e '.[plot]').
+    Learning curves, samples over training, the gradient flow of best.npz, what its units track in a text (with the units that follow quotes, brackets or line position picked out), the model's surprisal and likeliest next characters per character, and how often each gate saturates. Several runs: their curves overlaid and their configs side by side. Needs matplotlib (pip install matplotlib, or in a checkout pip install -e '.\\[plot]').
 
-    Example: charnn report runs/demo && open runs/demo/report.html
+    Example: charnn report runs/story && open runs/story/report.html
     """
     given_dirs = bool(run_dirs)
     if not run_dirs:

@@ -22,7 +22,7 @@ from charnn.errors import CharnnError
 from charnn.api.defaults import DYNAMIC_DECAY, DYNAMIC_LR, SEGMENT_LEN  # --dynamic's tuning, shown in --help
 
 
-_TRAIN_CONFIG = typer.Argument(None, metavar="[CONFIG]", help="YAML experiment config (see configs/); "
+_TRAIN_CONFIG = typer.Argument(None, metavar="[CONFIG]", help="YAML experiment config (docs: Configuration); "
                                "with --resume, the config that started the run or the run's directory. "
                                "Without it, --data FILE trains built-in settings on FILE.")
 _TRAIN_DATA = typer.Option(None, "--data", "-d", metavar="FILE",
@@ -60,7 +60,7 @@ def train(
 
     Writes config.yaml, metrics.jsonl, latest.npz and best.npz into the run directory. Ctrl-C saves latest.npz and prints the command that continues the run. Resuming a run that has used up its steps or minutes changes nothing and says how to extend it.
 
-    Example: charnn train --data story.txt --minutes 3 (or: charnn train configs/hello.yaml --set train.steps=500)
+    Example: charnn train --data story.txt --minutes 3 (or: charnn train my.yaml --set train.steps=500)
     """
     from charnn.api.progress import TrainProgress
     from charnn.cli.display import print_error, print_hint, stderr_console, summary_table
@@ -250,7 +250,7 @@ def eval_(
 
     Reports nats/char, bits/char and perplexity. The text is streamed, so files of any size fit in memory. --split test scores the run's held-out test text (data.test_fraction). --dynamic adds the loss under dynamic evaluation, a different protocol: the model adapts to the text as it reads it.
 
-    Example: charnn eval data/hello.txt --json
+    Example: charnn eval story.txt --json
     """
     from charnn.cli.display import eval_table, stdout_console
 
