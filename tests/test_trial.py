@@ -216,3 +216,29 @@ def test_help_names_no_file_of_a_source_checkout(cli):
             continue
         shown = _help(cli, argv)
         assert "configs/" not in shown and "data/" not in shown, argv
+
+
+# ---- 6, 8. hints and messages name what exists for the command ------------------------------------
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["info"], "or give one: charnn info CHECKPOINT"),
+    (["sample"], "or give one: --checkpoint PATH"),
+])
+def test_no_run_to_pick_names_how_the_command_takes_a_checkpoint(here, cli, argv, said):
+    code, _, err = cli(*argv)
+    assert code == 1 and one_line_error(err) and said in err and "train first" in err
+
+
+@pytest.mark.parametrize("argv", [["info", "nothing.npz"], ["sample", "-c", "nothing.npz"]])
+def test_a_missing_checkpoint_given_by_name_says_check_the_path(here, cli, argv):
+    code, _, err = cli(*argv)
+    assert code == 1 and one_line_error(err)
+    assert "nothing.npz not found; check the path" in err and "train first" not in err
+
+
+def test_a_file_that_is_no_zip_is_not_a_charnn_checkpoint(here, cli):
+    (here / "poem.txt").write_text("roses are red\n")
+    code, _, err = cli("info", "poem.txt")
+    assert code == 1 and one_line_error(err) and "poem.txt is not a charnn checkpoint" in err
+    assert "truncated" not in err

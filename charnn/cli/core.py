@@ -69,7 +69,7 @@ FLAGS = {"greedy": "--greedy", "top_k": "--top-k", "top_p": "--top-p", "steps": 
          "split": "--split train|val|test", "source": "CONFIG", "data": "--data FILE", "dynamic": "--dynamic",
          "out": "--out", "context": "--context", "resume": "--resume", "force": "--force", "run_dir": "--run-dir",
          "run_name": "--set run.name=...", "resume_dir": "charnn train --resume RUN_DIR",
-         "bytes_encoding": "--set data.encoding=bytes"}
+         "bytes_encoding": "--set data.encoding=bytes", "checkpoint": "--checkpoint PATH"}
 
 
 def command(typer_app: typer.Typer, name: str | None = None, spelling: dict | None = None):
@@ -179,10 +179,14 @@ class Picked:
 
     def __init__(self, path: Optional[Path], other: str = "--checkpoint PATH"):
         from charnn import api
+        from charnn.errors import ParameterError
 
         self.given = path is not None
-        self.path = path if path is not None else api.runs.most_recent()
         self.other = other
+        try:
+            self.path = path if path is not None else api.runs.most_recent()
+        except ParameterError as e:  # none to pick: say how this command takes one
+            raise CharnnError(e.render(lambda name: other if name == "checkpoint" else FLAGS.get(name, name))) from None
 
     def say(self) -> None:
         if self.given:

@@ -25,7 +25,7 @@ import numpy as np
 from charnn import __version__, hints
 from charnn.config import Config
 from charnn.data.vocab import Vocab
-from charnn.errors import CharnnError
+from charnn.errors import CharnnError, ParameterError
 from charnn.files import replaced_atomically
 from charnn.nn import model
 from charnn.nn.optim import OptimizerSpec, init_state
@@ -216,11 +216,21 @@ def _open(path: Path) -> npzsafe.Archive:
         hint = f" such as {path / 'best.npz'}" if (path / "best.npz").is_file() else ""
         raise CharnnError(f"{path} is a directory; give a checkpoint file{hint}")
     if not path.is_file():
-        raise CharnnError(f"checkpoint {path} not found; train first (charnn train CONFIG) or give --checkpoint")
+        raise CharnnError(f"checkpoint {path} not found; check the path")
     try:
         return npzsafe.Archive(path)
     except npzsafe.ArchiveError as e:
+        if not _starts_as_zip(path):  # not a checkpoint cut short: another kind of file altogether
+            raise CharnnError(f"{path} is not a charnn checkpoint (not a zip archive); give the best.npz or "
+                              "latest.npz of a run") from None
         raise _corrupted(path, e) from None
+
+
+def _starts_as_zip(path: Path) -> bool:
+    """Whether the file begins as a zip archive does (an empty one counts: a copy cut to nothing)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head in (b"", b"PK\x03\x04", b"PK\x05\x06")
 
 
 def _corrupted(path: Path, why) -> CharnnError:
@@ -339,11 +349,9 @@ def _expected_arrays(path: Path, meta: dict, max_layers: int) -> tuple[dict[str,
 def most_recent(runs_dir: str | Path = "runs", name: str = "best.npz") -> Path:
     """`name` in the run under runs_dir that was active last (the default for sample and eval)."""
     found = sorted(Path(runs_dir).glob(f"*/{name}"), key=_last_active)
-    if not found:
-        raise CharnnError(
-            f"no checkpoint found under {runs_dir}/; train first ({hints.train_first()}) "
-            "or give --checkpoint PATH"
-        )
+    if not found:  # {checkpoint}: how the caller takes one, e.g. --checkpoint PATH
+        raise ParameterError("no checkpoint found under {runs_dir}/; train first ({train}) or give one: {checkpoint}",
+                             runs_dir=runs_dir, train=hints.train_first())
     return found[-1]
 
 
