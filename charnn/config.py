@@ -162,6 +162,8 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
     """Check (and gently convert) one value against its field's annotation."""
     hints = {"int": int, "float": float, "str": str, "bool": bool, "str | None": (str, None)}
     tp = hints[annotation]
+    if value is None and tp != (str, None):  # `lr:` in YAML, `--set train.lr=` on the command line
+        raise CharnnError(f"{where}: the value is empty; give {_type_name(tp)}")
     if tp == (str, None):
         if value is None or isinstance(value, str):
             return value

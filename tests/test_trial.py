@@ -242,3 +242,33 @@ def test_a_file_that_is_no_zip_is_not_a_charnn_checkpoint(here, cli):
     code, _, err = cli("info", "poem.txt")
     assert code == 1 and one_line_error(err) and "poem.txt is not a charnn checkpoint" in err
     assert "truncated" not in err
+
+
+@pytest.mark.parametrize("argv, said, code", [
+    (["train", "--data", "story.txt", "--set", "train.lr="], "--set train.lr=: the value is empty; give a number", 1),
+    (["train", "--data", "missing.txt"], "text file missing.txt not found; check the path given as --data", 1),
+    (["train", "--resume", "runs/nonexist"], "run directory runs/nonexist not found", 1),
+    (["train", "--resume"], "charnn train --resume RUN_DIR", 2),
+])
+def test_training_messages_name_what_the_user_gave(here, cli, argv, said, code):
+    (here / "story.txt").write_text("the cat sat on the mat.\n" * 20, encoding="utf-8")
+    got, _, err = cli(*argv)
+    assert got == code and one_line_error(err) and said in err, err
+
+
+def test_one_character_is_one_character(here, cli):
+    (here / "story.txt").write_text("the cat sat on the mat.\n" * 20, encoding="utf-8")
+    assert cli("train", "--data", "story.txt", "--set", "train.steps=5", "-q")[0] == 0
+    (here / "z.txt").write_text("the Zebra\n", encoding="utf-8")
+    code, _, err = cli("eval", "z.txt")
+    assert code == 1 and "has 3 characters outside" in err  # Z, b and r
+    (here / "z.txt").write_text("the cat Zat\n", encoding="utf-8")
+    code, _, err = cli("eval", "z.txt")
+    assert code == 1 and "has 1 character outside" in err
+
+
+def test_a_note_of_one_mapped_character_is_singular(capsys):
+    from charnn.cli.core import note_mapped
+
+    note_mapped(1, "--seed")
+    assert "note: 1 character of --seed is outside the vocabulary" in capsys.readouterr().err

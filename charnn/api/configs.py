@@ -50,6 +50,7 @@ def load_config(source: str | Path | Mapping | Config | None = None,
     strings = [] if overrides is None or isinstance(overrides, Mapping) else [str(item) for item in overrides]
     values = _values(overrides) if isinstance(overrides, Mapping) else {}
     if data is not None:
+        _check_text_file(Path(data))
         values["data.path"] = (str(Path(data).absolute()), f"data={str(data)!r}")
     if minutes is not None:
         values["train.max_minutes"] = (minutes, f"minutes={minutes!r}")
@@ -67,6 +68,14 @@ def load_config(source: str | Path | Mapping | Config | None = None,
     if path.is_dir() and (path / "config.yaml").is_file():
         path = path / "config.yaml"
     return _load_file(path, strings, values=values)
+
+
+def _check_text_file(path: Path) -> None:
+    """The text file given as `data`, named as the caller gave it (training would name data.path)."""
+    if path.is_dir():
+        raise ParameterError("{path} is a directory; give a text file as {data}", path=path)
+    if not path.exists():
+        raise ParameterError("text file {path} not found; check the path given as {data}", path=path)
 
 
 def looks_like_config(path: str | Path) -> bool:

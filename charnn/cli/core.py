@@ -168,7 +168,8 @@ def note_mapped(count: int, name: str) -> None:
     from charnn.cli.display import stderr_console
 
     if count:
-        stderr_console().print(f"note: {count} characters of {name} are outside the vocabulary and were mapped to "
+        are = "characters of {} are" if count != 1 else "character of {} is"
+        stderr_console().print(f"note: {count} {are.format(name)} outside the vocabulary and were mapped to "
                                "U+FFFD, as training mapped rare ones (data.min_char_count)", markup=False)
 
 

@@ -111,9 +111,14 @@ def _training_config(config: Optional[Path], overrides: List[str], resume: bool,
     --resume, RUN_DIR (or --data FILE's own run) continues with the config it saved, and --minutes
     gives it that many minutes more than it has trained."""
     if config is None and data is None:
+        if resume:
+            raise UsageError("give the run to continue: charnn train --resume RUN_DIR (or its CONFIG.yaml, "
+                             "or --data FILE for the run of that text)")
         raise UsageError("give a CONFIG.yaml to train from, or --data FILE to train on your own text "
                          "(e.g. charnn train --data story.txt)")
     source, folder = config, run_dir
+    if resume and config is not None and not config.exists() and config.suffix.lower() not in (".yaml", ".yml"):
+        raise CharnnError(f"run directory {config} not found; check the path (charnn train --resume RUN_DIR)")
     if config is not None and config.is_dir():
         if not resume:
             raise CharnnError(f"{config} is a directory; to continue the run in it: "

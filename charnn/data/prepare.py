@@ -433,7 +433,7 @@ def encode_file(path: str | Path, vocab: Vocab, encoding: str, folder: str | Pat
         raise CharnnError(f"cannot encode {path} for evaluation: {e.strerror or e} ({e.filename})") from None
     if unknown:
         shown = ", ".join(repr(chr(c)) for c in sorted(unknown)[:10]) + (" ..." if len(unknown) > 10 else "")
-        raise CharnnError(f"{path} has {len(unknown)} characters outside the model's vocabulary: {shown} "
+        raise CharnnError(f"{path} has {len(unknown)} character{'s' * (len(unknown) != 1)} outside the model's vocabulary: {shown} "
                           f"(the model is {model}, {vocab.describe()})")
     if count == 0:
         raise CharnnError(EMPTY.format(name=path))
