@@ -242,6 +242,11 @@ def test_ctrl_c_in_a_real_process_saves_and_resumes(write_config, tmp_path):
     assert proc.returncode == 130 and "--resume" in err and "Traceback" not in err
     step = checkpoint.load(tmp_path / "runs" / "exp" / "latest.npz").meta["step"]
     assert step >= 3
+    last_two = err.splitlines()[-2:]  # as the docs describe them
+    assert last_two[0].startswith(f"error: interrupted at step {step}; saved ") and last_two[1].startswith("Resume with: ")
+    for page in ("commands.md", "troubleshooting.md"):
+        said = (ROOT / "docs" / page).read_text(encoding="utf-8")
+        assert "`error: interrupted at step N; saved RUN_DIR/latest.npz`" in said and "`Resume with: " in said
     resume = [sys.executable, "-m", "charnn", "train", str(config), "--resume", "--set", f"train.steps={step + 3}"]
     done = subprocess.run(resume, capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr
