@@ -194,8 +194,9 @@ def train(config: Config, run_dir: str | Path | None = None, *, resume: bool = F
     t = config.train
     try:
         batcher = StreamBatcher(corpus.train, t.batch_size, t.seq_len)
-    except CharnnError as e:
-        raise CharnnError(f"{config.source}: train.batch_size x train.seq_len: {e}") from None
+    except CharnnError as e:  # named as the user set them (--set, --data) where they did: not by a preset's file
+        said = [config.origins[k] for k in ("train.batch_size", "train.seq_len") if k in config.origins]
+        raise CharnnError(f"{', '.join(said) or config.source}: train.batch_size x train.seq_len: {e}") from None
     fresh = None if resume else new_state(config, corpus.vocab)  # before touching the run directory
     with run.locked():
         run.start(resume=resume, force=force)
