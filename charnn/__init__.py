@@ -18,7 +18,7 @@ raises derives from charnn.CharnnError and says in one line what is wrong and ho
 from charnn.errors import CharnnError
 
 __version__ = "0.1.0"
-__all__ = ["BiasVariance", "CharnnError", "Config", "Export", "GradientReport", "LayerStates", "MemorySpan", "Model", "Report",
+__all__ = ["Batch", "BiasVariance", "CharnnError", "Config", "Export", "Generation", "GradientReport", "LayerStates", "MemorySpan", "Model", "Piece", "Report",
            "Run", "Score", "bias_variance", "describe", "export", "init_model", "load", "load_config", "memory_span",
            "prepare_data", "report", "sweep", "synth_text", "train", "__version__"]
 

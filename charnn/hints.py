@@ -16,7 +16,7 @@ EXTRAS = {
     "docs": "mkdocs mkdocs-material 'mkdocstrings[python]' mkdocs-jupyter",
     "sweep": "optuna",
     "onnx": "onnx",
-    "serve": "fastapi uvicorn",
+    "serve": "fastapi uvicorn threadpoolctl",
     "postgres": "optuna 'psycopg[binary]' psycopg2-binary",
 }
 

@@ -16,6 +16,7 @@ _HOMES = {
     "memory_span": "experiments", "GradientReport": "models", "LayerStates": "models", "Model": "models",
     "Score": "models", "init_model": "models", "load": "models", "Report": "reports", "describe": "reports",
     "report": "reports", "Run": "runs", "train": "runs", "Export": "exports", "export": "exports",
+    "Batch": "generation", "Generation": "generation", "Piece": "generation",
 }
 __all__ = sorted(_HOMES)
 
@@ -25,7 +26,7 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(f"charnn.api.{_HOMES[name]}"), name)
         globals()[name] = value
         return value
-    if name in ("configs", "data", "exports", "experiments", "models", "reports", "runs", "plots", "progress", "html",
+    if name in ("configs", "data", "exports", "generation", "experiments", "models", "reports", "runs", "plots", "progress", "html",
                 "defaults"):
         return importlib.import_module(f"charnn.api.{name}")
     raise AttributeError(f"module 'charnn.api' has no attribute {name!r}")

@@ -149,6 +149,12 @@ class Model:
         return int(sum(p.size for p in self._ckpt.params.values()))
 
     @property
+    def val_loss(self) -> float | None:
+        """The validation loss (nats/char) its checkpoint recorded when it was written, or None."""
+        value = self._ckpt.meta.get("val_loss")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
     def path(self) -> Path | None:
         """The checkpoint it was loaded from (None for a fresh model)."""
         return self._ckpt.path
@@ -212,6 +218,41 @@ class Model:
             'ello'
         """
         return "".join(self.stream(seed, length, temperature, top_k, greedy, rng_seed, top_p))
+
+    def generation(self, prompt: str = "", *, length: int | None = None, temperature: float | None = None,
+                   top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
+                   rng_seed: int | None = None, logprobs: int = 0, echo: bool = False):
+        """A text to make step by step (a charnn.Generation): the same text as `sample` with the
+        same settings and rng_seed, a Piece at a time, with each character's log-probability and
+        the `logprobs` likeliest alternatives when asked; echo also reports the prompt's own
+        characters. Step it alone (`.run()`, `.step()`) or with others in a `batch()`.
+
+        Examples:
+            >>> pieces = list(model.generation("h", length=4, greedy=True, logprobs=2).run())
+            >>> "".join(p.text for p in pieces), len(pieces[0].top)
+            ('ello', 2)
+        """
+        from charnn.api.generation import Generation
+
+        s = self.config.sample
+        return Generation(self, prompt, length=s.length if length is None else length,
+                          temperature=s.temperature if temperature is None else temperature,
+                          top_k=s.top_k if top_k is None else top_k, top_p=s.top_p if top_p is None else top_p,
+                          greedy=greedy, rng_seed=rng_seed, logprobs=logprobs, echo=echo)
+
+    def batch(self):
+        """A charnn.Batch: generations of this model stepped together, one character each per step,
+        joining and leaving between steps (continuous batching, as `charnn serve` runs it).
+
+        Examples:
+            >>> batch = model.batch()
+            >>> batch.add(model.generation("h", length=3, greedy=True))
+            >>> [piece.text for _, piece in batch.step()]
+            ['e']
+        """
+        from charnn.api.generation import Batch
+
+        return Batch(self)
 
     # ---- scoring and reading ------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from charnn.cli import inspect_commands  # noqa: E402, F401
 from charnn.cli import data_commands  # noqa: E402, F401
 from charnn.cli import sweep_command  # noqa: E402, F401
 from charnn.cli import export_command  # noqa: E402, F401
+from charnn.cli import serve_command  # noqa: E402, F401
 
 _SET_PAIR = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*=")
 

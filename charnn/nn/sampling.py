@@ -39,6 +39,51 @@ class Reader:
         return x @ self.params["head.W_hy"] + self.params["head.b_y"]
 
 
+class BatchReader:
+    """Many streams read together, one character each per step: the rows of one (B, H) batch
+    per layer, so each step is one matrix product per weight for all of them (what charnn serve
+    steps). Rows join and leave between steps. The recurrent cells only (the one-hot encoder);
+    a stream's numbers may differ from a lone Reader's in the last bits, as BLAS sums a batch
+    in another order than a single row: the server reads a stream that must be reproducible
+    with its own Reader."""
+
+    def __init__(self, params: model.Params, cell: str):
+        self.c, self.params = cells.get(cell), params
+        if self.c.windowed:
+            raise CharnnError(f"the {cell} cell reads a window of characters: read its streams one by one")
+        self.layers = [model.layer_params(params, i) for i in range(model.num_layers_of(params))]
+        p0 = self.layers[0]
+        self.table = p0[self.c.input_weight] + p0[self.c.input_bias]  # layer 0's one-hot product: a row lookup
+        self.widths = [s.shape[1] for s in model.zero_state(params, 1, cell)]
+        self.dtype = params["head.W_hy"].dtype
+        self.states = [np.zeros((0, w), self.dtype) for w in self.widths]
+
+    @property
+    def size(self) -> int:
+        return self.states[0].shape[0]
+
+    def add(self) -> int:
+        """A new stream from a zero state; returns its row."""
+        self.states = [np.concatenate([s, np.zeros((1, w), self.dtype)]) for s, w in zip(self.states, self.widths)]
+        return self.size - 1
+
+    def remove(self, row: int) -> int | None:
+        """Drop a stream; the last row moves into its place: returns the row that moved there (or None)."""
+        last = self.size - 1
+        for s in self.states:
+            s[row] = s[last]
+        self.states = [s[:last].copy() for s in self.states]
+        return last if row != last else None
+
+    def logits(self, char_ids: np.ndarray) -> np.ndarray:
+        """Read char_ids[i] into row i (for every row); returns the next-character logits (B, V)."""
+        c = self.c
+        x, self.states[0] = c.step(self.table[char_ids], self.states[0], self.layers[0])
+        for layer, p in enumerate(self.layers[1:], start=1):
+            x, self.states[layer] = c.step(x @ p[c.input_weight] + p[c.input_bias], self.states[layer], p)
+        return x @ self.params["head.W_hy"] + self.params["head.b_y"]
+
+
 def choose(logits: np.ndarray, temperature: float, top_k: int, greedy: bool, rng: np.random.Generator,
            top_p: float = 1.0) -> int:
     """The next character's id from its logits: the likeliest (greedy), else drawn with one
