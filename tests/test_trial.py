@@ -31,21 +31,21 @@ def test_bytes_mode_sizes_the_preset_by_the_files_bytes(here):
 
 def test_a_short_latin1_text_trains_in_bytes_mode(here, cli):
     (here / "l.txt").write_bytes(LATIN1[:2000])
-    code, out, err = cli("train", "--data", "l.txt", "--set", "data.encoding=bytes", "train.steps=20", "-q", "--json")
+    code, _, err = cli("train", "--data", "l.txt", "--set", "data.encoding=bytes", "train.steps=20", "-q", "--json")
     assert code == 0, err
     assert load_config(Path("runs/l/config.yaml")).model.num_layers == 1
 
 
 def test_a_batch_too_big_for_the_text_names_the_flag_not_the_preset_file(here, cli):
     (here / "l.txt").write_bytes(LATIN1[:2000])
-    code, out, err = cli("train", "--data", "l.txt", "--set", "data.encoding=bytes", "train.seq_len=5000")
+    code, _, err = cli("train", "--data", "l.txt", "--set", "data.encoding=bytes", "train.seq_len=5000")
     assert code == 1 and "--set train.seq_len=5000: train.batch_size x train.seq_len" in err
     assert "text.yaml" not in err
 
 
 def test_a_latin1_text_names_the_command_line_setting(here, cli):
     (here / "l.txt").write_bytes(LATIN1[:2000])
-    code, out, err = cli("train", "--data", "l.txt")
+    code, _, err = cli("train", "--data", "l.txt")
     assert code == 1 and one_line_error(err.split("\n", 1)[-1])
     assert "--set data.encoding=bytes" in err and "data.encoding: bytes" not in err
 
