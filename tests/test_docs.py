@@ -41,7 +41,8 @@ def test_there_are_examples_to_run():
 
 
 # what a block may import that CI may lack: the block is skipped, saying so, where it is missing
-OPTIONAL = {"torch": "pip install torch", "onnxruntime": "pip install onnxruntime", "onnx": "pip install onnx"}
+OPTIONAL = {"torch": "pip install torch", "onnxruntime": "pip install onnxruntime", "onnx": "pip install onnx",
+            "fastapi": "pip install fastapi", "openai": "pip install openai"}
 
 
 def missing_modules(code: str) -> list[str]:

@@ -75,3 +75,26 @@ def test_top_p_on_the_command_line_and_in_python(cli, tmp_path):
     assert json.loads(out)["text"] == model.sample(seed="h", length=25, top_p=0.5, rng_seed=3)
     code, out, err = cli("sample", "--checkpoint", run.dir / "best.npz", "--top-p", "1.5")
     assert code == 1 and "--top-p must be in (0, 1]" in err
+
+
+def test_choose_rows_is_choose_for_each_row():
+    """The batch's vectorised draw gives what choose() gives row by row with the same uniform draw."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, (40, 9))
+    logits[5, :3] = 4.0  # ties at the top
+    settings = [(1.0, 0, 1.0, False), (0.5, 3, 1.0, False), (1.3, 0, 0.7, False), (0.9, 2, 0.5, False),
+                (1.0, 0, 1.0, True)]
+    for temperature, top_k, top_p, greedy in settings:
+        u = rng.random(40)
+        rows = sample.choose_rows(logits, np.full(40, temperature), np.full(40, top_k), np.full(40, top_p),
+                                  np.full(40, greedy), u)
+
+        class Fixed:  # a generator whose one draw is the row's u
+            def __init__(self, value):
+                self.value = value
+
+            def random(self):
+                return self.value
+
+        one = [sample.choose(logits[i], temperature, top_k, greedy, Fixed(u[i]), top_p) for i in range(40)]
+        assert list(rows) == one, (temperature, top_k, top_p, greedy)

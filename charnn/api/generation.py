@@ -88,9 +88,15 @@ class Generation:
             out.append(Piece(self._text(self.first), None))
         return out
 
-    def advance(self, logits: np.ndarray) -> Piece | None:
+    @property
+    def reading_prompt(self) -> bool:
+        """The next step reads a prompt character whose successor is the prompt's too (nothing is drawn)."""
+        return bool(self.to_read)
+
+    def advance(self, logits: np.ndarray, chosen: int | None = None) -> Piece | None:
         """Take the logits of the character just read: the next prompt character (echoed, or None),
-        or a new character drawn from them."""
+        or a new character drawn from them (or `chosen`, drawn by the caller with this generation's
+        rng, as a Batch does for many at once)."""
         from charnn.nn.sampling import choose
 
         if self.to_read:  # still reading the prompt
@@ -98,7 +104,8 @@ class Generation:
             if not self.echo:
                 return None
             return self._piece(self.next_id, logits, prompt=True)
-        chosen = choose(logits, rng=self.rng, **self.settings)
+        if chosen is None:
+            chosen = choose(logits, rng=self.rng, **self.settings)
         self.remaining -= 1
         self.next_id = chosen if self.remaining > 0 else None
         piece = self._piece(chosen, logits)
@@ -133,6 +140,20 @@ class Generation:
     def _text(self, char_id: int) -> str:
         symbol = self.model.vocab.chars[char_id]
         return symbol if self.decoder is None else self.decoder.decode(from_symbols(symbol, self.encoding))
+
+
+def _drawn(rows: list, logits: np.ndarray) -> np.ndarray:
+    """The characters the shared rows draw this step, all at once (-1 for a row still reading its prompt)."""
+    from charnn.nn.sampling import choose_rows
+
+    drawing = np.array([not g.reading_prompt for g in rows])
+    chosen = np.full(len(rows), -1)
+    if drawing.any():
+        picked = [g for g, d in zip(rows, drawing) if d]
+        settings = {k: np.array([g.settings[k] for g in picked]) for k in ("temperature", "top_k", "top_p", "greedy")}
+        u = np.array([0.0 if g.settings["greedy"] else g.rng.random() for g in picked])
+        chosen[drawing] = choose_rows(logits[drawing], u=u, **settings)
+    return chosen
 
 
 def _decoder():
@@ -192,8 +213,10 @@ class Batch:
             self.remove(g)
         out = []
         if self._by_row:
-            logits = self.shared.logits(np.array([g.next_id for g in self._by_row], dtype=np.int64))
-            out += [(g, g.advance(logits[g.row])) for g in list(self._by_row)]
+            rows = list(self._by_row)
+            logits = self.shared.logits(np.array([g.next_id for g in rows], dtype=np.int64))
+            chosen = _drawn(rows, logits)
+            out += [(g, g.advance(logits[i], None if c < 0 else int(c))) for i, (g, c) in enumerate(zip(rows, chosen))]
         out += [(g, g.step()) for g in self.generations if g.row is None]
         for g in [g for g in self.generations if g.done]:
             self.remove(g)
