@@ -435,3 +435,11 @@ def test_export_defaults_to_the_most_recent_run_and_says_so(trained, tmp_path, m
     code, out, err = cli("export", "--format", "safetensors", "-o", tmp_path / "m.safetensors")
     assert code == 0 and "using runs/notes/best.npz" in err
     assert os.path.getsize(tmp_path / "m.safetensors") == charnn.describe(tmp_path / "m.safetensors")["file_bytes"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc: a folder no one can write into")
+@pytest.mark.parametrize("format, name", [("web", "x.html"), ("hf", "xhf")])
+def test_an_unwritable_output_folder_is_a_one_line_error(format, name, checkpoint_file, cli):
+    code, out, err = cli("export", checkpoint_file, "--format", format, "-o", Path("/proc") / name)
+    assert code == 1 and "cannot write /proc/" in err and "give another output path" in err
+    assert_one_line_error(err)

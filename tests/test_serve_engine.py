@@ -104,3 +104,27 @@ def test_a_batch_steps_many_and_seeded_ones_are_exact(model):
 def test_a_prompt_outside_the_vocabulary_is_refused(model):
     with pytest.raises(charnn.CharnnError, match="outside the model's vocabulary"):
         model.generation("\u263a")
+
+
+def test_more_texts_than_the_server_makes_at_once_is_a_400_and_a_failing_model_a_500(model, monkeypatch):
+    pytest.importorskip("fastapi", reason="pip install -e '.[serve]'")
+    from fastapi.testclient import TestClient
+
+    from charnn.api.generation import Batch
+    from charnn.serve.app import create_app
+
+    lines = []
+    with TestClient(create_app({"m": model}, max_streams=4, log=lines.append)) as client:
+        r = client.post("/v1/completions", json={"prompt": ["a", "b", "c"], "n": 2})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "n"
+
+        def broken(self):
+            raise FloatingPointError("boom")
+
+        monkeypatch.setattr(Batch, "step", broken)
+        r = client.post("/v1/completions", json={"prompt": "a", "max_tokens": 5})
+        assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+        assert "Traceback" not in r.text
+        monkeypatch.undo()
+        assert client.post("/v1/completions", json={"prompt": "a", "max_tokens": 5}).status_code == 200
+    assert any(" 500 " in line for line in lines) and not any("Traceback" in line for line in lines)

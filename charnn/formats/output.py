@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from charnn.errors import CharnnError, ParameterError
@@ -46,13 +47,28 @@ def _is_hf_export(path: Path) -> bool:
 
 def write_file(path: Path, content: bytes) -> None:
     """`content` at `path`, in one rename."""
-    with replaced_atomically(path, "wb") as f:
-        f.write(content)
+    with _written(path):
+        with replaced_atomically(path, "wb") as f:
+            f.write(content)
+
+
+@contextmanager
+def _written(path: Path):
+    """A file-system error while writing `path` as a one-line CharnnError."""
+    try:
+        yield
+    except OSError as e:
+        raise CharnnError(f"cannot write {path}: {e.strerror or e}; give another output path") from None
 
 
 def write_folder(path: Path, fill: Callable[[Path], None]) -> None:
     """A folder made complete by `fill(folder)` in a temporary beside `path`, then renamed to it;
     an earlier folder at `path` (force) is moved aside first and removed once the new one is in place."""
+    with _written(path):
+        _write_folder(path, fill)
+
+
+def _write_folder(path: Path, fill: Callable[[Path], None]) -> None:
     parent = path.absolute().parent
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
     old = None

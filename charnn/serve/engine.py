@@ -159,6 +159,9 @@ class Engine:
                 except CharnnError as e:
                     raise ApiError(400, str(e), param="prompt") from None
         job.prompt_chars = sum(len(p) for p in req.prompts)
+        if len(generations) > self.max_streams:
+            raise ApiError(400, f"the request asks for {len(generations)} texts at once (prompts x n), more than this "
+                                f"server makes at once ({self.max_streams}, --max-streams)", param="n")
         with self.cond:
             if self.stopping:
                 raise ApiError(503, "the server is shutting down", kind="server_error")
