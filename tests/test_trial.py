@@ -219,8 +219,6 @@ def test_help_shows_every_square_bracket(cli):
 
 def test_help_names_no_file_of_a_source_checkout(cli):
     for argv, command in _commands():
-        if argv[:1] == ["sweep"]:  # its sweep files are examples from the repository, named as such
-            continue
         shown = _help(cli, argv)
         assert "configs/" not in shown and "data/" not in shown, argv
 

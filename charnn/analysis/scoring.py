@@ -33,7 +33,8 @@ def _encode_text(ckpt: checkpoint.Checkpoint, text: str, note):
     unknown = ckpt.vocab.unknown_chars(mapped)
     if unknown:
         shown = ", ".join(map(repr, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
-        raise CharnnError(f"the text has {len(unknown)} characters outside the model's vocabulary: {shown} "
+        raise CharnnError(f"the text has {len(unknown)} character{'s' if len(unknown) != 1 else ''} outside the "
+                          f"model's vocabulary: {shown} "
                           f"(the model is {ckpt.name}, {ckpt.vocab.describe()})")
     return ckpt.vocab.encode(mapped)
 

@@ -22,7 +22,13 @@ from charnn.errors import CharnnError, ParameterError
 class Piece:
     """What one step of a generation made: a character, with its log-probability and, when asked,
     the likeliest characters at that point. `prompt` pieces are the prompt's own characters (read,
-    not made), reported for echo."""
+    not made), reported for echo.
+
+    Examples:
+        >>> piece = next(iter(model.generation("h", length=1, greedy=True, logprobs=1).run()))
+        >>> piece.text, list(piece.top) == [piece.text], piece.logprob < 0
+        ('e', True, True)
+    """
 
     text: str  # the text this step adds (in bytes mode: "" until a character's bytes are complete)
     logprob: float | None  # ln p of this character under the model (None: the first prompt character)

@@ -15,7 +15,7 @@ from charnn.cli.core import (FLAG, app, command)
 @command(app)
 def sweep(
     sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml",
-                                      help="Sweep file: base config, search space, budget (see configs/sweeps/)."),
+                                      help="Sweep file: base config, search space, budget (docs: Sweeps)."),
     storage: Optional[str] = typer.Option(None, "--storage", metavar="URL",
                                           help="Optuna storage URL (sqlite:///..., postgresql://...) or a journal "
                                           "file (default: <run.dir>/<sweep>/optuna-journal.log)."),
@@ -33,7 +33,7 @@ def sweep(
 
     Workers on other machines join with the same command and the same --storage. Ctrl-C records the running trial as failed and exits 130; the same command continues the study. The best trial's config is written to <run.dir>/<sweep>/best.yaml.
 
-    Example: charnn sweep configs/sweeps/shakespeare.yaml --workers 2
+    Example: charnn sweep my_sweep.yaml --workers 2
     """
     from charnn.cli.display import stderr_console, stdout_console, sweep_table
 

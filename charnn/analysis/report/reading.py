@@ -136,7 +136,8 @@ def read_text(ckpt: checkpoint.Checkpoint, text: str, top: int = 5) -> TextReadi
     unknown = vocab.unknown_chars(text)
     if unknown:
         shown = ", ".join(map(repr, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
-        raise CharnnError(f"the report text has {len(unknown)} characters outside the model's vocabulary: {shown}; "
+        raise CharnnError(f"the report text has {len(unknown)} character{'s' if len(unknown) != 1 else ''} outside "
+                          f"the model's vocabulary: {shown}; "
                           "give a text with only the characters the model was trained on")
     if len(text) < 2:
         raise CharnnError("the report text needs at least 2 characters")
