@@ -15,13 +15,14 @@ from charnn.api.configs import ConfigSource
 from charnn.config import Config
 from charnn.data.vocab import Vocab, from_symbols, to_symbols
 from charnn.errors import ParameterError
+from charnn.nn.evaluate import PerCharLoss
 from charnn.training import checkpoint
 
 LN2 = math.log(2)
 
 
 @dataclass(frozen=True)
-class Score:
+class Score(PerCharLoss):
     """The loss of a text under a model: mean -ln p(c_i | c_<i) over i >= 1, from a zero state.
 
     Examples:
@@ -34,14 +35,6 @@ class Score:
     chars: int  # characters predicted: the text's length - 1
     dynamic_nats_per_char: float | None = None  # with dynamic evaluation (the model adapts as it reads)
     mapped: int = 0  # characters the model never saw, read as its rare-character symbol (data.min_char_count)
-
-    @property
-    def bits_per_char(self) -> float:
-        return self.nats_per_char / LN2
-
-    @property
-    def perplexity(self) -> float:
-        return math.exp(self.nats_per_char)
 
     @property
     def dynamic_bits_per_char(self) -> float | None:

@@ -18,10 +18,10 @@ from charnn.nn.workspace import Workspace
 LN2 = math.log(2)  # nats -> bits
 
 
-@dataclass(frozen=True)
-class EvalResult:
+class PerCharLoss:
+    """bits/char and perplexity, from a class's nats_per_char."""
+
     nats_per_char: float
-    chars: int  # number of predicted characters: len(text) - 1
 
     @property
     def bits_per_char(self) -> float:
@@ -30,6 +30,12 @@ class EvalResult:
     @property
     def perplexity(self) -> float:
         return math.exp(self.nats_per_char)
+
+
+@dataclass(frozen=True)
+class EvalResult(PerCharLoss):
+    nats_per_char: float
+    chars: int  # number of predicted characters: len(text) - 1
 
     def as_dict(self) -> dict:
         return {
