@@ -7,8 +7,8 @@ the ceiling of the model's batched step alone; and the server's memory over many
 
 Builds a model of random weights (speed does not depend on training) with Tiny Shakespeare's
 65-character vocabulary, starts `charnn serve` on it in a process of its own, and drives it with
-asyncio clients (httpx) in this process (on a 2-core machine the clients share the CPU with
-the server: their cost is part of the figures). Prints: chars/s of one streaming client; for
+bare asyncio clients in this process (on a 2-core machine the clients share the CPU with the
+server: their cost is part of the figures, kept small). Prints: chars/s of one streaming client; for
 8, 32 and 128 clients, the aggregate chars/s and the p50 / p99 time to first character; the
 ceiling, chars/s of the model's batched step on a (32, H) batch alone (no server, no sampling);
 the server's RSS before and after --requests short requests; and whether any request failed.
@@ -77,33 +77,41 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def stream_one(client, url: str, chars: int) -> tuple[float, float, int]:
-    """(time to first character, total time, characters) of one streamed completion."""
+async def stream_one(url: str, chars: int) -> tuple[float, float, int]:
+    """(time to first character, total time, characters) of one streamed completion, read with a
+    bare asyncio HTTP/1.1 client (an HTTP library's per-chunk cost would be the client's, on the
+    server's CPU: this one parses only the events' JSON)."""
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"prompt": "The ", "max_tokens": chars, "stream": True}).encode()
     start = time.perf_counter()
-    first, got = None, 0
-    async with client.stream("POST", url + "/v1/completions", json={"prompt": "The ", "max_tokens": chars,
-                                                                     "stream": True}) as response:
-        if response.status_code != 200:
-            raise RuntimeError(f"HTTP {response.status_code}")
-        async for line in response.aiter_lines():
-            if line.startswith("data: {"):
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+    status = (await reader.readline()).split()[1]
+    if status != b"200":
+        raise RuntimeError(f"HTTP {status.decode()}")
+    first, got, buffer = None, 0, b""
+    while True:
+        block = await reader.read(65536)
+        if not block:
+            break
+        buffer += block
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.startswith(b"data: {"):
                 got += len(json.loads(line[6:])["choices"][0]["text"])
                 if first is None and got:
                     first = time.perf_counter() - start
+    writer.close()
     if got != chars:
         raise RuntimeError(f"{got} characters instead of {chars}")
     return first, time.perf_counter() - start, got
 
 
 async def load(url: str, clients: int, chars: int) -> dict:
-    import httpx
-
-    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
-        start = time.perf_counter()
-        results = await asyncio.gather(*(stream_one(client, url, chars) for _ in range(clients)),
-                                       return_exceptions=True)
-        wall = time.perf_counter() - start
+    start = time.perf_counter()
+    results = await asyncio.gather(*(stream_one(url, chars) for _ in range(clients)), return_exceptions=True)
+    wall = time.perf_counter() - start
     failed = [r for r in results if isinstance(r, Exception)]
     ok = [r for r in results if not isinstance(r, Exception)]
     firsts = sorted(r[0] for r in ok)

@@ -86,12 +86,12 @@ def create_app(models: dict, *, api_key: str | None = None, max_tokens: int = 20
         job = Job(req, req.model, asyncio.get_running_loop())
         engine.submit(job)
         if req.stream:
-            return StreamingResponse(_events(job, request), media_type="text/event-stream",
+            return StreamingResponse(_events(job, request, engine), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         try:
             result = await _collect(job)
         finally:
-            job.cancelled = True  # a no-op once finished; frees the streams of a client that went away
+            engine.cancel(job)  # a no-op once finished; frees the streams of a client that went away
         request.state.chars = result["usage"]["completion_tokens"]
         return result
 
@@ -197,35 +197,37 @@ async def _collect(job: Job) -> dict:
                       "total_tokens": job.prompt_chars + completion}}
 
 
-async def _events(job: Job, request):
+async def _events(job: Job, request, engine: Engine):
     """Server-sent events: a chunk per choice with new text (what arrived since the last one, so a
     slow client gets longer pieces), then `data: [DONE]`."""
     cid, created = _ids()
     want_logprobs = job.request.logprobs is not None
+    # every chunk is this JSON object with its text, index, logprobs and finish_reason: written from
+    # a prefix made once, as json.dumps of the whole object per chunk cost the event loop most of its time
+    head = (f'data: {{"id": "{cid}", "object": "text_completion", "created": {created}, '
+            f'"model": {json.dumps(job.model_name, ensure_ascii=False)}, "choices": [{{"text": ')
     try:
         while True:
             items = [await job.queue.get()]
             while not job.queue.empty():
                 items.append(job.queue.get_nowait())
             done = any(item is END or item is CLOSED for item in items)
-            chunks = []
+            out = []
             for delta in _merged([i for i in items if isinstance(i, Delta)]):
                 request.state.chars += len(delta.text)
-                chunks.append({"id": cid, "object": "text_completion", "created": created, "model": job.model_name,
-                               "choices": [{"text": delta.text, "index": delta.index,
-                                            "logprobs": logprobs_object(delta.pieces, delta.offset) if want_logprobs
-                                            else None, "finish_reason": delta.finish_reason}]})
-            for item in items:
-                if isinstance(item, ApiError):
-                    chunks.append(item.body())
-            if chunks:
-                yield "".join(f"data: {json.dumps(c, ensure_ascii=False)}\n\n" for c in chunks)
+                logprobs = json.dumps(logprobs_object(delta.pieces, delta.offset)) if want_logprobs else "null"
+                finish = "null" if delta.finish_reason is None else f'"{delta.finish_reason}"'
+                out.append(f'{head}{json.dumps(delta.text, ensure_ascii=False)}, "index": {delta.index}, '
+                           f'"logprobs": {logprobs}, "finish_reason": {finish}}}]}}\n\n')
+            out += [f"data: {json.dumps(item.body())}\n\n" for item in items if isinstance(item, ApiError)]
+            if out:
+                yield "".join(out)
             if done:
                 if not any(item is CLOSED for item in items):
                     yield "data: [DONE]\n\n"
                 return
     finally:
-        job.cancelled = True  # the client went away (or the stream ended): the engine frees its slots
+        engine.cancel(job)  # the client went away (or the stream ended): the engine frees its slots
 
 
 def _merged(deltas: list[Delta]) -> list[Delta]:

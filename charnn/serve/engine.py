@@ -125,6 +125,8 @@ class Engine:
         self.inbox: list[Job] = []
         self.jobs: list[Job] = []
         self.streams = 0  # choices admitted and not finished
+        self.pending: dict[int, Job] = {}  # jobs with something not yet handed to their event loop
+        self.in_flight: set = set()  # event loops that have not yet run the last hand-over
         self.stopping = False
         self.steps = 0
         self.thread = threading.Thread(target=self._run, name="charnn-engine", daemon=True)
@@ -142,6 +144,12 @@ class Engine:
         self.request_stop()
         if self.thread.is_alive():
             self.thread.join(timeout=10)
+
+    def cancel(self, job: Job) -> None:
+        """The client went away: the thread frees the job's streams at its next step."""
+        with self.cond:
+            job.cancelled = True
+            self.cond.notify()
 
     def submit(self, job: Job) -> None:
         """Admit a request: its generations are made here (a bad prompt is a 400 now), stepped by the thread."""
@@ -180,35 +188,42 @@ class Engine:
         owner: dict[int, tuple[Job, Choice]] = {}
         while True:
             with self.cond:
-                while not self.inbox and not self.jobs and not self.stopping:
+                while not (self.stopping or self.inbox or self._work()):
                     self.cond.wait()
                 if self.stopping:
                     break
                 new, self.inbox = self.inbox, []
-            changed = {id(job): job for job in new}
             for job in new:
                 self._join(job, owner)
+                self.pending[id(job)] = job
             self._drop_cancelled(owner)
             for name, batch in self.batches.items():
-                if not batch.size:
-                    continue
-                try:
-                    made = batch.step()
-                except Exception as e:  # noqa: BLE001  a step that fails ends its model's requests, not the server
-                    self._fail(name, owner, e)
-                    continue
-                for generation, piece in made:
-                    job, choice = owner[id(generation)]
-                    if piece is not None:
-                        choice.add(piece)
-                        if choice.finish_reason == "stop":
-                            batch.remove(generation)
-                    if generation.done and choice.finish_reason is None:
-                        choice.finish()
-                    changed[id(job)] = job
+                if batch.size:
+                    self._step(name, batch, owner)
             self.steps += 1
-            self._deliver(list(changed.values()), owner)
+            self._deliver(owner)
         self._close_all(owner)
+
+    def _work(self) -> bool:
+        """Something to do besides waiting: streams to step, a cancelled job, or news for an idle loop."""
+        return (any(batch.size for batch in self.batches.values()) or any(job.cancelled for job in self.jobs)
+                or any(job.loop not in self.in_flight for job in self.pending.values()))
+
+    def _step(self, name: str, batch, owner: dict) -> None:
+        try:
+            made = batch.step()
+        except Exception as e:  # noqa: BLE001  a step that fails ends its model's requests, not the server
+            self._fail(name, owner, e)
+            return
+        for generation, piece in made:
+            job, choice = owner[id(generation)]
+            if piece is not None:
+                choice.add(piece)
+                if choice.finish_reason == "stop":
+                    batch.remove(generation)
+            if generation.done and choice.finish_reason is None:
+                choice.finish()
+            self.pending[id(job)] = job
 
     def _join(self, job: Job, owner: dict) -> None:
         batch = self.batches[job.model_name]
@@ -225,6 +240,7 @@ class Engine:
     def _drop_cancelled(self, owner: dict) -> None:
         for job in [j for j in self.jobs if j.cancelled]:
             self._release(job, owner)
+            self.pending.pop(id(job), None)
 
     def _release(self, job: Job, owner: dict) -> None:
         batch = self.batches[job.model_name]
@@ -236,9 +252,15 @@ class Engine:
         with self.cond:
             self.streams -= len(job.choices)
 
-    def _deliver(self, jobs: list[Job], owner: dict) -> None:
+    def _deliver(self, owner: dict) -> None:
+        """Hand what the steps made to the event loops, one hand-over in flight per loop: while a loop
+        is busy, its jobs' text accumulates and goes in one larger piece (less work per character
+        exactly when the loop is the bottleneck)."""
         by_loop: dict = {}
-        for job in jobs:
+        for key, job in list(self.pending.items()):
+            if job.loop in self.in_flight:
+                continue
+            del self.pending[key]
             deltas = [d for d in (c.delta() for c in job.choices) if d is not None]
             done = job.finished
             if done and job in self.jobs:
@@ -246,7 +268,16 @@ class Engine:
             if deltas or done:
                 by_loop.setdefault(job.loop, []).append((job, deltas, done))
         for loop, items in by_loop.items():
-            _call(loop, _dispatch, items)
+            with self.cond:
+                self.in_flight.add(loop)
+            _call(loop, self._hand_over, loop, items)
+
+    def _hand_over(self, loop, items) -> None:
+        """(In the event loop.) Put the deltas into the jobs' queues; the thread may send more."""
+        _dispatch(items)
+        with self.cond:
+            self.in_flight.discard(loop)
+            self.cond.notify()
 
     def _fail(self, name: str, owner: dict, error: Exception) -> None:
         failed = [job for job in self.jobs if job.model_name == name]
@@ -257,10 +288,12 @@ class Engine:
         self.batches[name] = self.models[name].batch()
 
     def _close_all(self, owner: dict) -> None:
+        """The server is stopping: every job gets what it made so far, then the end of its stream."""
         for job in list(self.jobs) + self.inbox:
+            deltas = [d for d in (c.delta() for c in job.choices) if d is not None] if job in self.jobs else []
             if job in self.jobs:
                 self._release(job, owner)
-            _call(job.loop, _dispatch, [(job, [CLOSED], True)])
+            _call(job.loop, _dispatch, [(job, deltas + [CLOSED], True)])
 
 
 def _call(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
