@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import shlex
 import struct
 from pathlib import Path
 
@@ -264,6 +265,11 @@ def test_the_hf_folder_holds_weights_config_card_and_page(trained, tmp_path, cli
     assert config["library"] == "charnn" and config["vocab"] == list(model.vocab.chars)
     code, out, err = cli("sample", "--checkpoint", folder, "--seed", "The", "--length", "40", "--greedy")
     assert code == 0 and out == "The" + model.sample(seed="The", length=40, greedy=True) + "\n", err
+    (tmp_path / "some.txt").write_text(TEXT[:500], encoding="utf-8")
+    usage = card.split("```sh\n")[1].split("```")[0].replace("notes-lstm", str(folder))
+    for line in usage.strip().splitlines():  # the card's own commands work
+        code, out, err = cli(*shlex.split(line.replace("some.txt", str(tmp_path / "some.txt")))[1:])
+        assert code == 0, (line, err)
 
 
 def test_force_replaces_an_hf_export_but_never_another_folder(trained, tmp_path, cli):

@@ -62,37 +62,18 @@ def config_json(ckpt: Checkpoint) -> dict:
 
 def model_card(ckpt: Checkpoint, card: Card, folder_name: str) -> str:
     """README.md: YAML front matter (library_name, tags, training data, scores), then the card."""
-    m = ckpt.config.model
-    name = web.model_name(ckpt)
-    val = web.bits_per_char(ckpt.meta.get("val_loss"))
-    front = {"library_name": "charnn", "pipeline_tag": "text-generation",
-             "tags": ["charnn", "character-level", "text-generation", m.cell, "numpy"],
-             "training_data": data_name(ckpt)}
-    if val is not None:
-        front["validation_bits_per_char"] = round(val, 4)
-    if card.test_bits_per_char is not None:
-        front["test_bits_per_char"] = round(card.test_bits_per_char, 4)
-    scores = [f"| validation | {val:.4f} |" if val is not None else "| validation | not scored |",
-              f"| test ({card.test_chars:,} characters) | {card.test_bits_per_char:.4f} |"
-              if card.test_bits_per_char is not None else "| test | not scored (no test split, or the text was not at hand) |"]
     samples = "\n\n".join(_fenced(s) for s in card.samples) or "(none)"
     sections = {"model": to_dict(ckpt.config)["model"], "train": to_dict(ckpt.config)["train"]}
     return f"""---
-{yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip()}
+{yaml.safe_dump(_front_matter(ckpt, card), sort_keys=False, allow_unicode=True).strip()}
 ---
 
-# {name}
+# {web.model_name(ckpt)}
 
 A character-level language model trained with charnn on {data_name(ckpt)}:
 {web.facts(ckpt)}.
 
-## Scores
-
-Bits per character (lower is better):
-
-| split | bits/char |
-|---|---|
-{chr(10).join(scores)}
+{_scores(ckpt, card)}
 
 ## Samples
 
@@ -100,33 +81,65 @@ Three samples of 200 characters at temperature {card.sample_temperature:g}, each
 
 {samples}
 
-## Use it
+{_usage(ckpt, folder_name)}
 
-With charnn (`pip install charnn`), from this folder:
+## Training
+
+```yaml
+{yaml.safe_dump(sections, sort_keys=False).strip()}
+```
+"""
+
+
+def _front_matter(ckpt: Checkpoint, card: Card) -> dict:
+    val = web.bits_per_char(ckpt.meta.get("val_loss"))
+    front = {"library_name": "charnn", "pipeline_tag": "text-generation",
+             "tags": ["charnn", "character-level", "text-generation", ckpt.cell, "numpy"],
+             "training_data": data_name(ckpt)}
+    if val is not None:
+        front["validation_bits_per_char"] = round(val, 4)
+    if card.test_bits_per_char is not None:
+        front["test_bits_per_char"] = round(card.test_bits_per_char, 4)
+    return front
+
+
+def _scores(ckpt: Checkpoint, card: Card) -> str:
+    val = web.bits_per_char(ckpt.meta.get("val_loss"))
+    rows = [f"| validation | {val:.4f} |" if val is not None else "| validation | not scored |",
+            f"| test ({card.test_chars:,} characters) | {card.test_bits_per_char:.4f} |"
+            if card.test_bits_per_char is not None else "| test | not scored (no test split, or the text was not at hand) |"]
+    return "## Scores\n\nBits per character (lower is better):\n\n| split | bits/char |\n|---|---|\n" + "\n".join(rows)
+
+
+def _usage(ckpt: Checkpoint, folder: str) -> str:
+    m, module = ckpt.config.model, _torch_module(ckpt.cell)
+    return f"""## Use it
+
+With charnn (`pip install charnn`), from the folder that holds `{folder}`:
 
 ```sh
-charnn sample --checkpoint {folder_name} --seed "The " --length 300
-charnn eval --checkpoint {folder_name} --text-file some.txt
+charnn sample --checkpoint {folder} --seed "The " --length 300
+charnn eval some.txt --checkpoint {folder}
 ```
 
 ```python
 import charnn
-model = charnn.load("{folder_name}")
+model = charnn.load("{folder}")
 print(model.sample(seed="The ", length=300))
 ```
 
-With PyTorch: the weights carry torch's names, so `torch.nn.{_torch_module(m.cell)}` and a linear head load them:
+With PyTorch: the weights carry torch's names, so `torch.nn.{module}` and a linear head load them:
 
 ```python
 import json, torch
 from safetensors.torch import load_file
 from safetensors import safe_open
 
-weights = load_file("{folder_name}/model.safetensors")
-with safe_open("{folder_name}/model.safetensors", "pt") as f:
+weights = load_file("{folder}/model.safetensors")
+with safe_open("{folder}/model.safetensors", "pt") as f:
     vocab = json.loads(f.metadata()["vocab"])
 V, H, L = len(vocab), {m.hidden_size}, {m.num_layers}
-rnn = torch.nn.{_torch_module(m.cell)}(V, H, L, batch_first=True)
+rnn = torch.nn.{module}(V, H, L, batch_first=True)
 head = torch.nn.Linear(H, V)
 torch.nn.ModuleDict({{"rnn": rnn, "head": head}}).load_state_dict(weights, strict=True)
 # the input is one-hot: x = torch.nn.functional.one_hot(ids, V).float(); logits = head(rnn(x)[0])
@@ -136,14 +149,7 @@ In a browser: open `web.html` (no server, no network): it samples in the page.
 
 ## Upload
 
-`huggingface-cli upload YOUR_NAME/{folder_name} {folder_name}` (after `huggingface-cli login`).
-
-## Training
-
-```yaml
-{yaml.safe_dump(sections, sort_keys=False).strip()}
-```
-"""
+`huggingface-cli upload YOUR_NAME/{folder} {folder}` (after `huggingface-cli login`)."""
 
 
 def _fenced(text: str) -> str:

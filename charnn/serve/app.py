@@ -43,7 +43,6 @@ def create_app(models: dict, *, api_key: str | None = None, max_tokens: int = 20
     """The ASGI app serving `models` (name -> charnn.Model); `log(line)` gets one line per request."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     engine = Engine(models, max_streams)
-    cards = [model_card(name, model) for name, model in models.items()]
 
     async def lifespan(app):
         engine.start()
@@ -52,20 +51,27 @@ def create_app(models: dict, *, api_key: str | None = None, max_tokens: int = 20
 
     app = FastAPI(title="charnn serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
-
-    def error(e: ApiError) -> JSONResponse:
-        return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
-
     app.add_middleware(Guard, api_key=api_key, log=log)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, e: ApiError):
-        return error(e)
+        return _error(e)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException):
-        return error(ApiError(e.status_code, f"{request.method} {request.url.path}: {e.detail}; the routes are "
-                                             "POST /v1/completions, GET /v1/models, GET /health and GET /"))
+        return _error(ApiError(e.status_code, f"{request.method} {request.url.path}: {e.detail}; the routes are "
+                                              "POST /v1/completions, GET /v1/models, GET /health and GET /"))
+
+    _routes(app, engine, models, max_tokens)
+    return app
+
+
+def _error(e: ApiError) -> JSONResponse:
+    return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+
+
+def _routes(app, engine: Engine, models: dict, max_tokens: int) -> None:
+    cards = [model_card(name, model) for name, model in models.items()]
 
     @app.get("/health")
     async def health():
@@ -94,8 +100,6 @@ def create_app(models: dict, *, api_key: str | None = None, max_tokens: int = 20
             engine.cancel(job)  # a no-op once finished; frees the streams of a client that went away
         request.state.chars = result["usage"]["completion_tokens"]
         return result
-
-    return app
 
 
 class Guard:
