@@ -17,6 +17,7 @@ EXTRAS = {
     "sweep": "optuna",
     "onnx": "onnx",
     "serve": "fastapi uvicorn threadpoolctl",
+    "fast": "numba",
     "postgres": "optuna 'psycopg[binary]' psycopg2-binary",
 }
 
