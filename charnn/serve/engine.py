@@ -270,7 +270,9 @@ class Engine:
         for loop, items in by_loop.items():
             with self.cond:
                 self.in_flight.add(loop)
-            _call(loop, self._hand_over, loop, items)
+            if not _call(loop, self._hand_over, loop, items):
+                with self.cond:
+                    self.in_flight.discard(loop)  # a closed loop: nobody to wait for
 
     def _hand_over(self, loop, items) -> None:
         """(In the event loop.) Put the deltas into the jobs' queues; the thread may send more."""
@@ -296,11 +298,13 @@ class Engine:
             _call(job.loop, _dispatch, [(job, deltas + [CLOSED], True)])
 
 
-def _call(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
+def _call(loop: asyncio.AbstractEventLoop, fn, *args) -> bool:
+    """Run fn(*args) in the event loop soon; False when the loop is closed (nobody is listening)."""
     try:
         loop.call_soon_threadsafe(fn, *args)
-    except RuntimeError:  # the loop is closed: nobody is listening any more
-        pass
+        return True
+    except RuntimeError:
+        return False
 
 
 def _dispatch(items) -> None:
