@@ -30,6 +30,17 @@ def softmax_cross_entropy_rows(z: np.ndarray, flat_targets: np.ndarray) -> float
     That replaces a slow reduction over short rows by a fast one over the whole array. Huge
     logits fall back to the row maxima.
     """
+    target_logits = shifted_exp(z, flat_targets)
+    sums = z.sum(axis=1)
+    loss = float(np.mean(np.log(sums, dtype=np.float64) - target_logits))
+    z /= sums[:, None]
+    return loss
+
+
+def shifted_exp(z: np.ndarray, flat_targets: np.ndarray) -> np.ndarray:
+    """z (N, V) -> exp(z - shift) in place, the shift the global or the row maxima as
+    softmax_cross_entropy_rows says; returns the shifted target logits (float64), taken before
+    the exp so a vanishing probability still gives a finite loss."""
     hi = z.max()
     span = hi - z.min()
     if span <= _SHIFT_SPAN.get(z.dtype.char, 0.0):
@@ -38,10 +49,7 @@ def softmax_cross_entropy_rows(z: np.ndarray, flat_targets: np.ndarray) -> float
         z -= z.max(axis=1, keepdims=True)
     target_logits = np.take(z.reshape(-1), flat_targets).astype(np.float64)
     np.exp(z, out=z)
-    sums = z.sum(axis=1)
-    loss = float(np.mean(np.log(sums, dtype=np.float64) - target_logits))
-    z /= sums[:, None]
-    return loss
+    return target_logits
 
 
 # well inside the range where exp(-span) is a normal number of the dtype (-ln(tiny) * 0.7)

@@ -240,7 +240,7 @@ class Noise:
 NO_NOISE = Noise()
 
 
-def _dropout_mask(shape, p: float, rng: np.random.Generator, dtype) -> np.ndarray:
+def dropout_mask(shape, p: float, rng: np.random.Generator, dtype) -> np.ndarray:
     """Inverted dropout: keep with probability 1-p and scale by 1/(1-p), so eval needs no change."""
     keep = rng.random(shape, dtype=dtype) >= p
     return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
@@ -251,20 +251,20 @@ def _masked(p: dict, name: str, mask: np.ndarray | None) -> dict:
     return p if mask is None else dict(p, **{name: p[name] * mask})
 
 
-def _row_mask(input_mask: np.ndarray | None, rows: int) -> np.ndarray | None:
+def row_mask(input_mask: np.ndarray | None, rows: int) -> np.ndarray | None:
     """The character mask for every row of layer 0's input matrix (the MLP's has one block per position)."""
     return None if input_mask is None else np.tile(input_mask, rows // len(input_mask))[:, None]
 
 
-def _noisy_layer(params: Params, layer: int, c, cache: "ForwardCache") -> dict:
+def noisy_layer(params: Params, layer: int, c, cache: "ForwardCache") -> dict:
     """One layer's parameters as the chunk saw them: its recurrent matrix and (layer 0) its input rows masked."""
     p = _masked(layer_params(params, layer), c.recurrent_weight, cache.weight_masks[layer])
     if layer > 0:
         return p
-    return _masked(p, c.input_weight, _row_mask(cache.input_mask, p[c.input_weight].shape[0]))
+    return _masked(p, c.input_weight, row_mask(cache.input_mask, p[c.input_weight].shape[0]))
 
 
-def _input_part(p: dict, c, x: np.ndarray, out: np.ndarray) -> None:
+def input_part(p: dict, c, x: np.ndarray, out: np.ndarray) -> None:
     """out (T, B, kH) = x_t W_in + b_in for every step above layer 0: one GEMM."""
     T, B, _ = x.shape
     np.matmul(x.reshape(T * B, -1), p[c.input_weight], out=out.reshape(T * B, -1))
@@ -285,7 +285,7 @@ def forward(params: Params, ids: np.ndarray, targets: np.ndarray, h0: list[np.nd
     c, enc = cells.get(cell), encoder_of(params, cell)
     W_hy = params["head.W_hy"]
     H, V = W_hy.shape
-    ids_tm = _time_major_ids(ids, V)  # (T, B)
+    ids_tm = time_major_ids(ids, V)  # (T, B)
     T, B = ids_tm.shape
     N, dtype = T * B, W_hy.dtype
     carries_context = enc.context_width() > 0
@@ -294,16 +294,16 @@ def forward(params: Params, ids: np.ndarray, targets: np.ndarray, h0: list[np.nd
                          layer_inputs=[], masks=[], weight_masks=[], input_mask=None, context=context,
                          head_input=None, probs=None, cell_caches=[])
     if noise.input_dropout:
-        cache.input_mask = _dropout_mask((V,), noise.input_dropout, rng, dtype)
+        cache.input_mask = dropout_mask((V,), noise.input_dropout, rng, dtype)
     x, last_states = None, []
     for layer in range(len(h0)):
-        p = _layer_with_masks(params, layer, c, cache, noise, rng)
+        p = layer_with_masks(params, layer, c, cache, noise, rng)
         xa = ws.take((T + 1, B, c.gates * H), dtype)  # row 0 spare; handed to the cell (see Cell.forward)
         if layer == 0:
             carried = enc.input_part(p[c.input_weight], p[c.input_bias], ids_tm, context, xa[1:])
             state0 = np.zeros((B, 0), dtype) if carries_context else h0[0]
         else:
-            _input_part(p, c, x, xa[1:])
+            input_part(p, c, x, xa[1:])
             carried, state0 = None, h0[layer]
         h, last, cell_cache = c.forward(xa, state0, p, ws)
         cache.buffers.extend(cell_cache.buffers)
@@ -311,7 +311,7 @@ def forward(params: Params, ids: np.ndarray, targets: np.ndarray, h0: list[np.nd
         cache.cell_caches.append(cell_cache)
         cache.layer_inputs.append(x)
         last_states.append(carried if carried is not None else last)
-        x = _dropped(h[1:], noise, rng, cache)
+        x = dropped(h[1:], noise, rng, cache)
     cache.head_input = x.reshape(N, H)
     logits = ws.take((N, V), dtype)
     cache.buffers.append(logits)
@@ -322,7 +322,7 @@ def forward(params: Params, ids: np.ndarray, targets: np.ndarray, h0: list[np.nd
     return loss, last_states, cache
 
 
-def _time_major_ids(ids: np.ndarray, V: int) -> np.ndarray:
+def time_major_ids(ids: np.ndarray, V: int) -> np.ndarray:
     """(B, T) ids as a contiguous (T, B) array, checked: at least one step, every id < V."""
     if ids.shape[1] < 1:
         raise CharnnError("a chunk needs at least one time step (seq_len >= 1)")
@@ -332,21 +332,21 @@ def _time_major_ids(ids: np.ndarray, V: int) -> np.ndarray:
     return ids_tm
 
 
-def _layer_with_masks(params: Params, layer: int, c, cache: ForwardCache, noise: Noise, rng) -> dict:
+def layer_with_masks(params: Params, layer: int, c, cache: ForwardCache, noise: Noise, rng) -> dict:
     """Draw the layer's DropConnect mask (if any) into the cache, and return its parameters as the chunk sees them."""
     mask = None
     if noise.weight_drop:  # (the config allows it only for cells with a recurrent matrix)
         W_rec = params[f"rnn.{layer}.{c.recurrent_weight}"]
-        mask = _dropout_mask(W_rec.shape, noise.weight_drop, rng, W_rec.dtype)
+        mask = dropout_mask(W_rec.shape, noise.weight_drop, rng, W_rec.dtype)
     cache.weight_masks.append(mask)
-    return _noisy_layer(params, layer, c, cache)
+    return noisy_layer(params, layer, c, cache)
 
 
-def _dropped(h: np.ndarray, noise: Noise, rng, cache: ForwardCache) -> np.ndarray:
+def dropped(h: np.ndarray, noise: Noise, rng, cache: ForwardCache) -> np.ndarray:
     """A layer's output as the next layer (or the head) reads it: times its dropout mask, recorded in the cache."""
     mask = None
     if noise.dropout:
-        mask = _dropout_mask((1,) + h.shape[1:] if noise.locked else h.shape, noise.dropout, rng, h.dtype)
+        mask = dropout_mask((1,) + h.shape[1:] if noise.locked else h.shape, noise.dropout, rng, h.dtype)
         h = h * mask
     cache.masks.append(mask)
     return h
@@ -378,7 +378,7 @@ def backward(params: Params, cache: ForwardCache, ws: Workspace = FRESH) -> tupl
     for layer in range(len(cache.outputs) - 1, -1, -1):
         if cache.masks[layer] is not None:
             dx *= cache.masks[layer]
-        p = _noisy_layer(params, layer, c, cache)
+        p = noisy_layer(params, layer, c, cache)
         dxa, layer_grads, dstate0 = c.backward(dx, cache.cell_caches[layer], p, ws)  # dx is the cell's now
         if cache.weight_masks[layer] is not None:  # DropConnect: only the kept entries learn
             layer_grads[c.recurrent_weight] *= cache.weight_masks[layer]
@@ -387,7 +387,7 @@ def backward(params: Params, cache: ForwardCache, ws: Workspace = FRESH) -> tupl
         if layer == 0:
             layer_grads[c.input_weight] = enc.input_grads(dxa2, cache.ids, cache.context, p[c.input_weight], ws)
             if cache.input_mask is not None:  # a dropped character's rows get no gradient
-                layer_grads[c.input_weight] *= _row_mask(cache.input_mask, p[c.input_weight].shape[0])
+                layer_grads[c.input_weight] *= row_mask(cache.input_mask, p[c.input_weight].shape[0])
         else:
             layer_grads[c.input_weight] = cache.layer_inputs[layer].reshape(N, H).T @ dxa2
             dx = ws.take((T, B, H), W_hy.dtype)

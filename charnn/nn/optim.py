@@ -37,18 +37,24 @@ def clip_gradients(grads: dict[str, np.ndarray], max_value: float, mode: str = "
     if max_value <= 0 or not math.isfinite(norm):  # a non-finite norm is the caller's to report
         return norm, False
     if mode == "norm":
-        if norm > max_value:
-            scale = max_value / (norm + 1e-12)
-            for g in grads.values():
-                g *= g.dtype.type(scale)
-            return norm, True
-        return norm, False
+        scale = clip_scale(norm, max_value)
+        for g in grads.values() if scale is not None else ():
+            g *= g.dtype.type(scale)
+        return norm, scale is not None
     clipped = False  # mode "value"
     for g in grads.values():
         if np.max(np.abs(g), initial=0.0) > max_value:
             clipped = True
             np.clip(g, -max_value, max_value, out=g)
     return norm, clipped
+
+
+def clip_scale(norm: float, max_value: float) -> float | None:
+    """The factor norm clipping multiplies every gradient by, or None when it leaves them alone
+    (clipping off, a norm within max_value, or a non-finite norm)."""
+    if max_value <= 0 or not math.isfinite(norm) or norm <= max_value:
+        return None
+    return max_value / (norm + 1e-12)
 
 
 # ---- optimizers ----------------------------------------------------------------------------
