@@ -76,6 +76,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # on weight matrices; decoupled for adamw
     grad_clip: float = 5.0  # 0 = off
     clip_mode: str = "norm"  # norm (global L2) | value (element-wise)
+    kernels: str = "auto"  # auto: the fast kernels where they run (float32, Numba installed) | numpy | fast
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,7 @@ def validate(cfg: Config) -> None:
     """Range and consistency checks, section by section; each failure names the dotted key.
 
     The choices that name an implementation (model.cell, model.init, train.optimizer,
-    train.lr_schedule, train.clip_mode) are the registries' to check: charnn/settings.py."""
+    train.lr_schedule, train.clip_mode, train.kernels) are the registries' to check: charnn/settings.py."""
     _validate_data(cfg, cfg.data)
     _validate_model(cfg, cfg.model)
     _validate_train(cfg, cfg.train)

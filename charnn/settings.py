@@ -2,8 +2,9 @@
 
 charnn/config.py owns the config's shape, types and ranges and imports none of the maths; the
 choices that name an implementation belong to the registry that holds it: model.cell to the
-cells (charnn/nn/cells), model.init to the initialisations (charnn/nn/model.py), and
-train.optimizer, train.lr_schedule and train.clip_mode to charnn/nn/optim.py. Here both are
+cells (charnn/nn/cells), model.init to the initialisations (charnn/nn/model.py),
+train.optimizer, train.lr_schedule and train.clip_mode to charnn/nn/optim.py, and train.kernels
+to the fast path (charnn/nn/fast). Here both are
 checked, with the cells' capabilities (gates for chrono, a recurrent matrix for weight drop,
 a window for model.context), so every caller that reads a config uses `load_config` or
 `from_dict` from this module.
@@ -16,7 +17,7 @@ from typing import Any
 
 from charnn import config
 from charnn.config import Config, check, one_of
-from charnn.nn import cells, model, optim
+from charnn.nn import cells, fast, model, optim
 
 
 def check_choices(cfg: Config) -> Config:
@@ -38,6 +39,7 @@ def check_choices(cfg: Config) -> Config:
     one_of(t.optimizer, optim.OPTIMIZERS, cfg, "train.optimizer")
     one_of(t.lr_schedule, optim.SCHEDULES, cfg, "train.lr_schedule")
     one_of(t.clip_mode, optim.CLIP_MODES, cfg, "train.clip_mode")
+    one_of(t.kernels, fast.CHOICES, cfg, "train.kernels")
     return cfg
 
 

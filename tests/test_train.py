@@ -51,7 +51,8 @@ def test_run_directory_holds_config_metrics_and_checkpoints(write_config):
     assert {"config.yaml", "metrics.jsonl", "latest.npz", "best.npz"} <= names
     lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     step_line = next(m for m in lines if "train_loss" in m)
-    assert set(step_line) == {"step", "chars", "train_loss", "lr", "grad_norm", "clipped", "chars_per_s", "elapsed_s"}
+    assert set(step_line) == {"step", "chars", "train_loss", "lr", "grad_norm", "clipped", "chars_per_s", "elapsed_s",
+                              "kernels"}
     eval_line = next(m for m in lines if "val_loss" in m)
     assert set(eval_line) == {"step", "chars", "val_loss", "val_bpc", "elapsed_s"}
     best = checkpoint.load(result.run_dir / "best.npz")

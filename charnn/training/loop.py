@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charnn.training import checkpoint
+from charnn.training import checkpoint, kernels
 from charnn.nn import model
 from charnn.training.checkpoint import Progress
 from charnn.config import Config, ModelConfig, TrainConfig, resume_conflict, to_dict
@@ -60,6 +60,7 @@ class TrainResult:
     clip_fraction: float
     stop_reason: str  # steps | time | interrupted | diverged
     note: str | None = None  # what to tell the user besides the numbers (a resumed run that had already finished)
+    kernels: str | None = None  # the path the steps ran on: fast | numpy (None: no step ran)
 
     def as_json(self) -> dict:
         """The keys `charnn train --json` prints."""
@@ -69,6 +70,7 @@ class TrainResult:
             "best_val_bpc": None if self.best_val_loss is None else self.best_val_loss / LN2,
             "elapsed_s": round(self.elapsed_s, 3), "chars_per_s": round(self.chars / max(self.elapsed_s, 1e-9), 1),
             "stopped": self.stop_reason, "checkpoint": str(self.run_dir / "best.npz") if (self.run_dir / "best.npz").exists() else None,
+            "kernels": self.kernels,
         }
 
 
@@ -95,11 +97,14 @@ class StepResult:
 
 
 def train_step(state: TrainState, x: np.ndarray, y: np.ndarray, spec: OptimizerSpec, lr: float,
-               t: TrainConfig, m: ModelConfig, ws: Workspace = FRESH) -> StepResult:
+               t: TrainConfig, m: ModelConfig, ws: Workspace = FRESH, fast=None) -> StepResult:
     """Forward and backward on chunk (x, y), clip, update in place; the last state is carried on.
 
     A non-finite loss or gradient is reported, not applied: the parameters stay as they were.
+    fast: charnn.nn.fast.model (see charnn/training/kernels.py) to run the step on its kernels.
     """
+    if fast is not None:
+        return _fast_step(state, x, y, spec, lr, t, m, ws, fast)
     loss, last, cache = model.forward(state.params, x, y, state.hidden, cell=m.cell, noise=model.Noise.of(m),
                                       rng=state.rng, ws=ws)
     grads, _ = model.backward(state.params, cache, ws)
@@ -109,6 +114,22 @@ def train_step(state: TrainState, x: np.ndarray, y: np.ndarray, spec: OptimizerS
     if applied:
         apply_update(spec, state.params, grads, state.optim_state, lr)
         state.hidden = last  # carried into the next chunk, not differentiated through
+    return StepResult(loss, grad_norm, clipped, applied)
+
+
+def _fast_step(state: TrainState, x, y, spec: OptimizerSpec, lr: float, t: TrainConfig, m: ModelConfig,
+               ws: Workspace, fast) -> StepResult:
+    """train_step on the kernels: the same step, clipping folded into the update (charnn/nn/fast)."""
+    from charnn.nn.fast import optim as fast_optim
+
+    loss, last, grads, held = fast.loss_and_grads(state.params, x, y, state.hidden, cell=m.cell,
+                                                  noise=model.Noise.of(m), rng=state.rng, ws=ws)
+    grad_norm, clipped, scale = fast_optim.clip(grads, t.grad_clip, t.clip_mode)
+    applied = math.isfinite(loss) and math.isfinite(grad_norm)
+    if applied:
+        fast_optim.update(spec, state.params, grads, state.optim_state, lr, scale)
+        state.hidden = last
+    ws.give(*held)  # the gradient matrices, used up
     return StepResult(loss, grad_norm, clipped, applied)
 
 
@@ -233,14 +254,16 @@ class _Loop:
         self.diverging_steps = 0
         self.saved_step = self.p.step if run.latest.exists() else None  # the step latest.npz holds
         self.ws = Workspace()  # the big per-step arrays, reused from step to step
+        self.kernels, self.fast = None, None  # chosen when the steps start (charnn/training/kernels.py)
 
     def run(self, resumed: bool) -> TrainResult:
         t, r, p = self.config.train, self.config.run, self.p
+        self.kernels, self.fast = kernels.choose(self.config, self.cb.on_message)
         self.cb.on_start({
             "run_dir": str(self.run_dir.path), "vocab_size": self.corpus.vocab.size,
             "train_chars": len(self.corpus.train), "val_chars": len(self.corpus.val),
             "params": sum(a.size for a in self.state.params.values()), "start_step": p.step, "steps": t.steps,
-            "resumed": resumed, "max_minutes": t.max_minutes, "start_elapsed_s": p.elapsed_s,
+            "resumed": resumed, "max_minutes": t.max_minutes, "start_elapsed_s": p.elapsed_s, "kernels": self.kernels,
         })
         budget_s = t.max_minutes * 60
         clock_start, elapsed_before = time.perf_counter(), p.elapsed_s
@@ -285,7 +308,7 @@ class _Loop:
             state.hidden = model.zero_state(state.params, t.batch_size, self.config.model.cell)
         x, y = self.batcher.chunk(p.step)
         lr = learning_rate(t, p.step, p.elapsed_s)
-        result = train_step(state, x, y, self.spec, lr, t, self.config.model, self.ws)
+        result = train_step(state, x, y, self.spec, lr, t, self.config.model, self.ws, self.fast)
         if not result.applied:  # stopped before the bad update was applied
             what = f"the loss became {result.loss}" if not math.isfinite(result.loss) \
                 else f"the gradient norm became {result.grad_norm}"
@@ -325,7 +348,7 @@ class _Loop:
             "step": p.step, "chars": p.step * self.chars_per_step, "train_loss": step.loss, "lr": self.lr,
             "grad_norm": step.grad_norm, "clipped": step.clipped,
             "chars_per_s": round(self.window_chars / max(now - self.window_start, 1e-9), 1),
-            "elapsed_s": round(p.elapsed_s, 3),
+            "elapsed_s": round(p.elapsed_s, 3), "kernels": self.kernels,
         }
         self.window_start, self.window_chars = now, 0
         self.run_dir.log(record)
@@ -337,7 +360,8 @@ class _Loop:
         score = p.smooth_loss  # without validation text, "best" means lowest smoothed train loss
         if self.has_val:
             p.val_loss = score = evaluate_ids(self.state.params, self.corpus.val, cell=self.config.model.cell,
-                                              streams=self.config.run.eval_streams, ws=self.ws).nats_per_char
+                                              streams=self.config.run.eval_streams, ws=self.ws,
+                                              forward=self.fast.forward if self.fast else None).nats_per_char
             record = {"step": p.step, "chars": p.step * self.chars_per_step, "val_loss": p.val_loss,
                       "val_bpc": p.val_loss / LN2, "elapsed_s": round(p.elapsed_s, 3)}
             p.history.append(record)
@@ -388,5 +412,5 @@ class _Loop:
         return TrainResult(
             run_dir=self.run_dir.path, step=p.step, chars=p.step * self.chars_per_step, train_loss=p.smooth_loss,
             val_loss=p.val_loss, best_val_loss=p.best_loss if self.has_val else None, elapsed_s=p.elapsed_s,
-            clip_fraction=p.clip_count / max(1, p.step), stop_reason=stop_reason,
+            clip_fraction=p.clip_count / max(1, p.step), stop_reason=stop_reason, kernels=self.kernels,
         )
