@@ -40,7 +40,7 @@ def choose(config: Config, say: Callable[[str], None]):
         kernels = fast.load()
     except fast.Unavailable as e:
         if asked == FAST or not e.missing:
-            install = f" (install it: {hints.install('fast')})" if e.missing else ""
+            install = f" (the fast extra: {hints.install('fast')})" if e.missing else ""
             say(f"note: the fast kernels cannot run: {e}{install}; training on NumPy")
         return NUMPY, None
     return _compiled(m.cell, kernels, say)
