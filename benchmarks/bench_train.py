@@ -9,17 +9,24 @@ the implied GFLOP/s (6*(H^2 + H*V) FLOPs per character: 2 forward, 4 backward, f
 recurrent and the head matrices; the layer-0 input lookup costs no FLOPs) and that rate as a
 fraction of a float32 GEMM peak measured here with a large square matmul.
 
+Both of charnn's paths are timed (train.kernels): NumPy's and, when the `fast` extra (Numba) is
+installed, the fast kernels' (charnn/nn/fast), their repeats interleaved; the header and every
+row say which ran (--kernels numpy|fast|both). --above-gemm adds, for the fast path, its step
+time above the time its matrix products take alone, per time step.
+
 When torch is importable the equivalent PyTorch step (nn.RNN tanh on one-hot inputs,
 batch_first, nn.Linear head, cross-entropy, clip_grad_norm_(5), Adam, state carried and
 detached across steps) is timed in the same run, its repeats interleaved with NumPy's, with
 torch.set_num_threads set to the BLAS thread count. PyTorch is never a charnn dependency.
 
-Finally the speed of sampling (one stream, 512 hidden units) is measured.
+Finally the speed of sampling is measured: one stream of a 512-unit model of --cell, read by
+charnn.nn.sampling.Reader and drawn by choose, as Model.sample does, on NumPy and on the kernels.
 
     python benchmarks/bench_train.py                        # all sizes, random ids
     python benchmarks/bench_train.py --sizes 128x32,512x64  # a subset
     python benchmarks/bench_train.py --text data/tinyshakespeare.txt
     python benchmarks/bench_train.py --baseline /path/to/old/checkout  # before/after, same run
+    python benchmarks/bench_train.py --cell lstm --sizes 512x32 --above-gemm
 
 --baseline times the same step of another checkout (a `git worktree` of an earlier commit) in
 a worker process, its repeats interleaved with this checkout's, and prints the ratio.
@@ -142,9 +149,9 @@ class NumpyStep:
     """charnn's training step: train_step where the checkout has the cell interface, else the
     forward / backward / clip / update it used to spell out (so older checkouts can be timed)."""
 
-    def __init__(self, H: int, B: int, T: int, V: int, batches: Batches, seed: int, cell: str = "rnn"):
+    def __init__(self, H: int, B: int, T: int, V: int, batches: Batches, seed: int, cell: str = "rnn", fast=None):
         m = charnn_model
-        self.cell = cell
+        self.cell, self.fast = cell, fast  # fast: charnn.nn.fast.model, to step on the kernels
         kw = {"cell": cell} if cell != "rnn" else {}  # checkouts from before the gated cells had no such argument
         self.params = m.init_params(V, H, 1, rng=np.random.default_rng(seed), dtype=np.float32, **kw)
         self.batches = batches
@@ -174,7 +181,8 @@ class NumpyStep:
     def __call__(self) -> None:
         ids, targets = self.batches.next()
         if self.new_api:
-            self.loss = self.train_step(self.state, ids, targets, self.spec, LR, self.t, self.m, self.ws).loss
+            kw = {"fast": self.fast} if self.fast is not None else {}
+            self.loss = self.train_step(self.state, ids, targets, self.spec, LR, self.t, self.m, self.ws, **kw).loss
             return
         m = charnn_model
         loss, self.h, cache = m.forward(self.params, ids, targets, self.h)
@@ -351,114 +359,113 @@ def measure_peak(n: int, repeats: int = 7) -> float:
     return 2.0 * n**3 / min(times) / 1e9
 
 
+# ---- the fast path --------------------------------------------------------------------------
+
+
+def load_fast(wanted: str):
+    """(charnn.nn.fast.model or None, what to print about it) for --kernels."""
+    if wanted == "numpy":
+        return None, "numpy (--kernels numpy)"
+    try:
+        fast = importlib.import_module("charnn.nn.fast")
+    except ImportError:
+        return None, "numpy (this checkout has no charnn.nn.fast)"
+    try:
+        module = fast.load()
+    except fast.Unavailable as e:
+        if wanted == "fast":
+            raise SystemExit(f"--kernels fast: {e}") from None
+        return None, f"numpy only: the fast path cannot run ({e})"
+    import numba
+
+    t0 = time.perf_counter()
+    for cell in fast.CELLS:
+        fast.warm_up(cell)
+    what = f"charnn.nn.fast (numba {numba.__version__}, kernels ready in {time.perf_counter() - t0:.1f} s)"
+    return module, (f"fast: {what}" if wanted == "fast" else f"numpy and fast, interleaved: {what}")
+
+
+def gemm_alone_s(cell: str, H: int, B: int, T: int, V: int, reps: int = 40) -> float:
+    """The matrix products of one fast step, each timed alone (medians), summed over a chunk: per
+    time step the forward h W_rec and the backward product (by the route the step takes), then
+    the chunk's dW_rec and the head's three products."""
+    from charnn.nn.fast.cells import BackProduct
+    from charnn.nn.workspace import Workspace
+
+    k, f = {"lstm": 4, "gru": 3, "rnn": 1}[cell], np.float32
+    rng = np.random.default_rng(0)
+    h, W, da = (rng.standard_normal(s, dtype=f) for s in ((B, H), (H, k * H), (B, k * H)))
+    hs, das, dlog = (rng.standard_normal(s, dtype=f) for s in ((T * B, H), (T * B, k * H), (T * B, V)))
+    Why = rng.standard_normal((H, V), dtype=f)
+    ha, dh, dW = np.empty((B, k * H), f), np.empty((B, H), f), np.empty((H, k * H), f)
+    logits, dx, gW = np.empty((T * B, V), f), np.empty((T * B, H), f), np.empty((H, V), f)
+    back = BackProduct(W, B, Workspace())
+
+    def med(fn, n):
+        fn()
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    per_t = med(lambda: np.matmul(h, W, out=ha), reps * 4) + med(lambda: back(da, dh), reps * 4)
+    chunk = (med(lambda: np.matmul(hs.T, das, out=dW), reps) + med(lambda: np.matmul(hs, Why, out=logits), reps)
+             + med(lambda: np.matmul(hs.T, dlog, out=gW), reps) + med(lambda: np.matmul(dlog, Why.T, out=dx), reps))
+    return T * per_t + chunk
+
+
 # ---- sampling -------------------------------------------------------------------------------
 
 
-def local_sample(params, model, start_id: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """One stream, one character at a time, multinomial sampling at temperature 1."""
-    W_xh, W_hh, b_h = params["rnn.0.W_xh"], params["rnn.0.W_hh"], params["rnn.0.b_h"]
-    W_hy, b_y = params["head.W_hy"], params["head.b_y"]
-    H = W_hh.shape[0]
-    h = np.zeros(H, np.float32)
-    pre = np.empty(H, np.float32)
-    logits = np.empty(W_hy.shape[1], np.float32)
-    out = np.empty(n, np.int64)
-    u = rng.random(n)
-    idx = start_id
-    for i in range(n):
-        np.matmul(h, W_hh, out=pre)
-        pre += W_xh[idx]
-        pre += b_h
-        np.tanh(pre, out=h)
-        np.matmul(h, W_hy, out=logits)
-        logits += b_y
-        logits -= logits.max()
-        np.exp(logits, out=logits)
-        c = np.cumsum(logits)
-        idx = min(int(np.searchsorted(c, u[i] * c[-1], side="right")), len(c) - 1)
-        out[i] = idx
-    return out
+class _NumpyOnly:
+    """Within it, charnn's sampling reads on NumPy even though the kernels are loaded."""
+
+    def __enter__(self):
+        self.fast = importlib.import_module("charnn.nn.fast")
+        self.saved = self.fast.loaded
+        self.fast.loaded = lambda: False
+
+    def __exit__(self, *exc):
+        self.fast.loaded = self.saved
 
 
-def project_sampler():
-    """A sampling function from charnn.nn.sampling, if that module exists and offers one."""
-    try:
-        mod = charnn_module("nn.sampling")
-    except ImportError:
-        return None, "charnn.nn.sampling not found"
-    for name in ("sample_ids", "sample", "generate"):
-        fn = getattr(mod, name, None)
-        if callable(fn):
-            return fn, f"charnn.nn.sampling.{name}"
-    return None, "charnn.nn.sampling has no sample_ids/sample/generate"
-
-
-def call_project_sampler(fn, params, n: int, seed: int):
-    """Try to call fn with the arguments its signature names; None if it doesn't fit."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-    Vocab = charnn_module("data.vocab").Vocab
-    V = params["head.W_hy"].shape[1]
-    known = {
-        "params": params,
-        "cell": "rnn",
-        "vocab": Vocab(tuple(chr(0x100 + i) for i in range(V))),
-        "prime": "",
-        "n": n,
-        "length": n,
-        "num_chars": n,
-        "max_chars": n,
-        "num_samples": n,
-        "count": n,
-        "rng": np.random.default_rng(seed),
-        "seed": seed,
-        "temperature": 1.0,
-        "start_id": 0,
-        "start": 0,
-        "prime_ids": np.zeros(1, np.int64),
-    }
-    kwargs, positional = {}, []
-    for p in sig.parameters.values():
-        if p.name in known:
-            if p.kind is p.POSITIONAL_ONLY:
-                positional.append(known[p.name])
-            else:
-                kwargs[p.name] = known[p.name]
-        elif p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            return None  # a required argument we can't supply
-    try:
-        out = fn(*positional, **kwargs)
-        if inspect.isgenerator(out) or hasattr(out, "__next__"):
-            out = list(out)  # a lazy generator does its work only when consumed
-        return out
-    except Exception:  # noqa: BLE001 - any mismatch means "use the local loop"
-        return None
-
-
-def bench_sampling(model, V: int, H: int, n: int, seed: int) -> None:
-    params = model.init_params(V, H, 1, rng=np.random.default_rng(seed), dtype=np.float32)
-    fn, where = project_sampler()
-    if fn is not None:
-        if call_project_sampler(fn, params, 50, seed) is not None:
-            t0 = time.perf_counter()
-            call_project_sampler(fn, params, n, seed)
-            dt = time.perf_counter() - t0
-            print(f"sampling  H={H} V={V} 1 stream, {where}: {n / dt:,.0f} chars/s ({n} chars)")
-            return
-        where += " (signature not understood)"
-    local_sample(params, model, 0, 50, np.random.default_rng(seed))
+def sample_rate(params, cell: str, n: int, seed: int) -> float:
+    """Characters per second of one stream read and drawn as Model.sample does (Reader, choose)."""
+    sampling = charnn_module("nn.sampling")
+    reader, rng, current = sampling.Reader(params, cell), np.random.default_rng(seed), 0
     t0 = time.perf_counter()
-    local_sample(params, model, 0, n, np.random.default_rng(seed))
-    dt = time.perf_counter() - t0
-    print(f"sampling  H={H} V={V} 1 stream, local per-step loop ({where}): {n / dt:,.0f} chars/s ({n} chars)")
+    for _ in range(n):
+        current = sampling.choose(reader.logits(current), 1.0, 0, False, rng)
+    return n / (time.perf_counter() - t0)
+
+
+def bench_sampling(cell: str, V: int, H: int, n: int, seed: int, fast, repeats: int = 7) -> None:
+    kw = {"cell": cell} if cell != "rnn" else {}
+    params = charnn_model.init_params(V, H, 1, rng=np.random.default_rng(seed), dtype=np.float32, **kw)
+    if not hasattr(charnn_module("nn.sampling"), "Reader"):
+        print(f"sampling  H={H} V={V}: this checkout has no charnn.nn.sampling.Reader (skipped)")
+        return
+    rates = {"numpy": [], "fast": []} if fast is not None else {"numpy": []}
+    for r in range(repeats):
+        for kind in (list(rates) if r % 2 == 0 else list(rates)[::-1]):
+            if kind == "numpy" and fast is not None:
+                with _NumpyOnly():
+                    rates[kind].append(sample_rate(params, cell, n, seed + r))
+            else:
+                rates[kind].append(sample_rate(params, cell, n, seed + r))
+    line = ", ".join(f"{kind} {statistics.median(v):,.0f} chars/s" for kind, v in rates.items())
+    if fast is not None:
+        ratio = statistics.median(rates["fast"]) / statistics.median(rates["numpy"])
+        line += f": fast/numpy {ratio:.2f}x"
+    print(f"sampling  {cell} H={H} V={V}, one stream (Reader + choose, {n} chars, {repeats} interleaved repeats): {line}")
 
 
 # ---- main -----------------------------------------------------------------------------------
 
 
-def main(argv=None) -> int:
+def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default=DEFAULT_SIZES, help=f"HxB list (default {DEFAULT_SIZES})")
     ap.add_argument("--seq-len", "-T", type=int, default=64)
@@ -474,6 +481,11 @@ def main(argv=None) -> int:
                     "earlier commit), interleaved, and print new/baseline")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--checkout", help=argparse.SUPPRESS)
+    ap.add_argument("--kernels", default="both", choices=["numpy", "fast", "both"],
+                    help="which of charnn's paths to time (default both: NumPy and, where Numba is installed, the "
+                    "fast kernels)")
+    ap.add_argument("--above-gemm", action="store_true",
+                    help="also print the fast step's time above its matrix products alone, per time step")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     ap.add_argument("--peak-size", type=int, default=2048, help="n of the n x n GEMM peak measurement")
     ap.add_argument("--sample-hidden", type=int, default=512)
@@ -481,119 +493,144 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cell", default="rnn", choices=["rnn", "lstm", "gru"],
                     help="recurrent cell; compared with torch.nn.RNN, nn.LSTM or nn.GRU")
-    args = ap.parse_args(argv)
-    if args.worker:
-        return worker(args)
+    return ap.parse_args(argv)
 
-    sizes = parse_sizes(args.sizes)
-    T = args.seq_len
-    model = charnn_model
 
-    text_ids = None
-    V = args.vocab
-    if args.text:
-        Vocab = charnn_module("data.vocab").Vocab
-        text = Path(args.text).read_text(encoding="utf-8")
-        vocab = Vocab.from_text(text)
-        text_ids = vocab.encode(text)
-        V = vocab.size
+def load_torch(args, threads: int):
+    if args.no_torch:
+        return None, "skipped (--no-torch)"
+    try:
+        import torch
+    except ImportError:
+        return None, "not importable (skipped)"
+    torch.set_num_threads(threads)
+    return torch, f"{torch.__version__}, threads={torch.get_num_threads()}"
 
-    desc, blas_threads, limits = blas_info()
-    threads = args.threads or blas_threads or os.cpu_count() or 1
-    limiter = limits(limits=threads, user_api="blas") if (limits and args.threads) else None
 
-    torch = None
-    torch_note = "not importable (skipped)"
-    if not args.no_torch:
-        try:
-            import torch as _torch
-
-            torch = _torch
-            torch.set_num_threads(threads)
-            torch_note = f"{torch.__version__}, threads={torch.get_num_threads()}"
-        except ImportError:
-            pass
-    else:
-        torch_note = "skipped (--no-torch)"
-
-    env = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP_", "MKL_"))}
+def print_header(args, desc, limiter, threads, torch_note, kernels_note, T, V, peak, torch) -> None:
+    env = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP_", "MKL_", "NUMBA", "CHARNN"))}
     print("charnn training-step benchmark")
     print(f"  python {platform.python_version()}, numpy {np.__version__}, machine {platform.machine()}, "
           f"cpus {os.cpu_count()}")
     print(f"  BLAS: {desc}" + (f" -> limited to {threads}" if limiter else ""))
     print(f"  torch: {torch_note}")
+    print(f"  charnn kernels: {kernels_note}")
     if env:
         print(f"  env: {' '.join(f'{k}={v}' for k, v in sorted(env.items()))}")
     print(f"  charnn: {Path(charnn.__file__).parent.parent}" + (f"; baseline: {args.baseline}" if args.baseline else ""))
     print(f"  data: {'text ' + args.text if args.text else 'random ids'}, T={T}, V={V}, float32, 1 layer, "
           f"cell {args.cell}, adam lr={LR}, clip norm {CLIP}")
-    peak = measure_peak(args.peak_size)
     print(f"  float32 GEMM peak ({args.peak_size}^3 matmul): {peak:,.1f} GFLOP/s")
-    print(f"  {args.repeats} repeats of ~{args.repeat_seconds}s each, median reported"
-          + (", NumPy and torch repeats interleaved (np/torch: ratio of the medians; paired: median "
-             "ratio of back-to-back repeats)" if torch else ""))
+    print(f"  {args.repeats} repeats of ~{args.repeat_seconds}s each, median reported; every runner's repeats "
+          "interleaved (x/y: ratio of the medians; paired: median ratio of back-to-back repeats)")
     print()
 
-    header = f"{'H':>5} {'B':>4} {'numpy chars/s':>14} {'GFLOP/s':>8} {'%peak':>6}"
-    if args.baseline:
-        header += f" {'baseline':>14} {'new/base':>8} {'paired':>7}"
-    if torch:
-        header += f" {'torch chars/s':>14} {'GFLOP/s':>8} {'np/torch':>8} {'paired':>7}"
-    print(header)
-    results = []
-    for H, B in sizes:
-        batches = Batches(B, T, V, text_ids, args.seed)
-        chars = B * T
-        gates = {"rnn": 1, "lstm": 4, "gru": 3}[args.cell]
-        flops_per_char = 6.0 * (gates * H * H + H * V)  # recurrent GEMMs and the head; the input is a lookup
-        np_step = NumpyStep(H, B, T, V, batches, args.seed, args.cell)
-        runners = {"np": (lambda n: time_steps(np_step, n), steps_for(np_step, args.repeat_seconds, args.warmup))}
-        base = BaselineWorker(args.baseline, args, H, B) if args.baseline else None
-        if base:
-            runners["base"] = (base.time, base.n)
-        if torch:
-            th_step = TorchStep(torch, H, B, T, V, Batches(B, T, V, text_ids, args.seed), args.seed, args.cell)
-            runners["th"] = (lambda n: time_steps(th_step, n), steps_for(th_step, args.repeat_seconds, args.warmup))
-        rates = {kind: [] for kind in runners}
-        load = OtherLoad((base.proc.pid,) if base else ())
-        for r in range(args.repeats):
-            order = list(runners.items())
-            order = order[r % len(order):] + order[:r % len(order)]  # rotate: none always follows another
-            for kind, (run, n) in order:
-                if torch and args.settle > 0:
-                    time.sleep(args.settle)  # let the other library's worker threads stop spinning
-                rates[kind].append(n * chars / run(n))
-        others = load.fraction()
-        if base:
-            base.close()
-        np_rates, th_rates = rates["np"], rates.get("th", [])
-        np_rate = statistics.median(np_rates)
-        gflops = np_rate * flops_per_char / 1e9
-        line = f"{H:>5} {B:>4} {np_rate:>14,.0f} {gflops:>8.1f} {100 * gflops / peak:>5.1f}%"
-        if base:
-            base_rate = statistics.median(rates["base"])
-            paired = statistics.median(a / b for a, b in zip(np_rates, rates["base"]))
-            line += f" {base_rate:>14,.0f} {np_rate / base_rate:>8.3f} {paired:>7.3f}"
-        th_rate = None
-        if torch:
-            th_rate = statistics.median(th_rates)
-            th_gflops = th_rate * flops_per_char / 1e9
-            paired = statistics.median(a / b for a, b in zip(np_rates, th_rates))
-            line += f" {th_rate:>14,.0f} {th_gflops:>8.1f} {np_rate / th_rate:>8.2f} {paired:>7.2f}"
-        print(line, flush=True)
-        if not np.isfinite(np_step.loss):
-            print(f"      warning: NumPy loss is {np_step.loss}")
-        if others is not None and others > 0.05:
-            print(f"      warning: other processes used {100 * others:.0f}% of the CPUs meanwhile; "
-                  "these numbers are unreliable, rerun on an idle machine")
-        spread = (max(np_rates) - min(np_rates)) / np_rate
-        if spread > 0.15:
-            print(f"      note: NumPy repeats spread {100 * spread:.0f}% of the median")
-        results.append((H, B, np_rate, th_rate))
 
+def ratio_cells(rates: dict, a: str, b: str) -> str:
+    paired = statistics.median(x / y for x, y in zip(rates[a], rates[b]))
+    return f"{statistics.median(rates[a]) / statistics.median(rates[b]):>7.2f} {paired:>6.2f}"
+
+
+def bench_size(args, H: int, B: int, T: int, V: int, text_ids, torch, fast, peak: float) -> None:
+    """Time one size: every runner's repeats interleaved; print one row (and any warnings)."""
+    steps = {}
+    if args.kernels != "fast" or fast is None:
+        steps["numpy"] = NumpyStep(H, B, T, V, Batches(B, T, V, text_ids, args.seed), args.seed, args.cell)
+    if fast is not None:
+        steps["fast"] = NumpyStep(H, B, T, V, Batches(B, T, V, text_ids, args.seed), args.seed, args.cell, fast)
+    if torch:
+        steps["torch"] = TorchStep(torch, H, B, T, V, Batches(B, T, V, text_ids, args.seed), args.seed, args.cell)
+    runners = {k: (lambda n, st=st: time_steps(st, n), steps_for(st, args.repeat_seconds, args.warmup))
+               for k, st in steps.items()}
+    base = BaselineWorker(args.baseline, args, H, B) if args.baseline else None
+    if base:
+        runners["base"] = (base.time, base.n)
+    rates = {kind: [] for kind in runners}
+    load = OtherLoad((base.proc.pid,) if base else ())
+    for r in range(args.repeats):
+        order = list(runners.items())
+        order = order[r % len(order):] + order[:r % len(order)]  # rotate: none always follows another
+        for kind, (run, n) in order:
+            if args.settle > 0 and len(order) > 1:
+                time.sleep(args.settle)  # let the other runner's worker threads stop spinning
+            rates[kind].append(n * B * T / run(n))
+    others = load.fraction()
+    if base:
+        base.close()
+    print(size_row(args, H, B, T, V, rates, peak), flush=True)
+    for kind, st in steps.items():
+        if not np.isfinite(st.loss):
+            print(f"      warning: the {kind} loss is {st.loss}")
+    if others is not None and others > 0.05:
+        print(f"      warning: other processes used {100 * others:.0f}% of the CPUs meanwhile; "
+              "these numbers are unreliable, rerun on an idle machine")
+    mine = "fast" if "fast" in rates else "numpy"
+    spread = (max(rates[mine]) - min(rates[mine])) / statistics.median(rates[mine])
+    if spread > 0.15:
+        print(f"      note: the {mine} repeats spread {100 * spread:.0f}% of the median")
+
+
+def size_row(args, H: int, B: int, T: int, V: int, rates: dict, peak: float) -> str:
+    """One row of the table: chars/s per runner, GFLOP/s of charnn's faster path, the ratios."""
+    mine = "fast" if "fast" in rates else "numpy"
+    flops_per_char = 6.0 * ({"rnn": 1, "lstm": 4, "gru": 3}[args.cell] * H * H + H * V)  # the input is a lookup
+    gflops = statistics.median(rates[mine]) * flops_per_char / 1e9
+    line = f"{H:>5} {B:>4} " + " ".join(f"{statistics.median(rates[k]):>14,.0f}" for k in ("numpy", "fast", "torch")
+                                          if k in rates)
+    line += f" {gflops:>8.1f} {100 * gflops / peak:>5.1f}%"
+    if "numpy" in rates and "fast" in rates:
+        line += " " + ratio_cells(rates, "fast", "numpy")
+    if "torch" in rates:
+        line += " " + " ".join(ratio_cells(rates, k, "torch") for k in ("numpy", "fast") if k in rates)
+    if "base" in rates:
+        line += " " + ratio_cells(rates, mine, "base")
+    if args.above_gemm and "fast" in rates:
+        gemm = gemm_alone_s(args.cell, H, B, T, V)
+        step_s = B * T / statistics.median(rates["fast"])
+        line += f" {1e3 * gemm:>8.2f} {1e6 * (step_s - gemm) / T:>9.0f} us"
+    return line
+
+
+def table_header(args, fast, torch) -> str:
+    kinds = [k for k, on in (("numpy", args.kernels != "fast" or fast is None), ("fast", fast is not None),
+                             ("torch", torch is not None)) if on]
+    header = f"{'H':>5} {'B':>4} " + " ".join(f"{k + ' chars/s':>14}" for k in kinds)
+    header += f" {'GFLOP/s':>8} {'%peak':>6}"
+    if "numpy" in kinds and "fast" in kinds:
+        header += f" {'fast/np':>7} {'paired':>6}"
+    if torch:
+        header += "".join(f" {name + '/torch':>7} {'paired':>6}" for k, name in (("numpy", "np"), ("fast", "fast"))
+                          if k in kinds)
+    if args.baseline:
+        header += f" {'new/base':>8} {'paired':>6}"
+    if args.above_gemm and fast is not None:
+        header += f" {'GEMM ms':>8} {'above GEMM/t':>12}"
+    return header
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        return worker(args)
+    sizes, T, V, text_ids = parse_sizes(args.sizes), args.seq_len, args.vocab, None
+    if args.text:
+        Vocab = charnn_module("data.vocab").Vocab
+        text = Path(args.text).read_text(encoding="utf-8")
+        vocab = Vocab.from_text(text)
+        text_ids, V = vocab.encode(text), vocab.size
+    desc, blas_threads, limits = blas_info()
+    threads = args.threads or blas_threads or os.cpu_count() or 1
+    limiter = limits(limits=threads, user_api="blas") if (limits and args.threads) else None
+    torch, torch_note = load_torch(args, threads)
+    fast, kernels_note = load_fast(args.kernels)
+    peak = measure_peak(args.peak_size)
+    print_header(args, desc, limiter, threads, torch_note, kernels_note, T, V, peak, torch)
+    print(table_header(args, fast, torch))
+    for H, B in sizes:
+        bench_size(args, H, B, T, V, text_ids, torch, fast, peak)
     if args.sample_chars > 0:
         print()
-        bench_sampling(model, V, args.sample_hidden, args.sample_chars, args.seed)
+        bench_sampling(args.cell, V, args.sample_hidden, args.sample_chars, args.seed, fast)
     if limiter is not None:
         limiter.restore_original_limits()
     return 0
