@@ -31,7 +31,7 @@ class FastLayers:
             H = W.shape[0]
             h, ha = np.array(state[:H], F), np.empty(W.shape[1], F)
             # the cell kernel's arguments after the input part: (ha, c, h), (ha, b_h, h) or (ha, h)
-            rest = (ha, np.array(state[H:], F), h) if cell == "lstm" else (ha, p["b_h"], h) if cell == "gru" else (ha, h)
+            rest = {"lstm": (ha, np.array(state[H:], F), h), "gru": (ha, p.get("b_h"), h)}.get(cell, (ha, h))
             if i == 0:
                 read_in = np.ascontiguousarray(p[c.input_weight] + p[c.input_bias])  # rows: one per character
             else:
@@ -56,4 +56,5 @@ class FastLayers:
 
     def states(self) -> list[np.ndarray]:
         """The states as the NumPy Reader keeps them."""
-        return [np.concatenate([h, rest[1]]) if self.cell == "lstm" else h.copy() for _, _, h, _, _, rest in self.layers]
+        return [np.concatenate([h, rest[1]]) if self.cell == "lstm" else h.copy()
+                for _, _, h, _, _, rest in self.layers]
