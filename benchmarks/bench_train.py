@@ -419,25 +419,14 @@ def gemm_alone_s(cell: str, H: int, B: int, T: int, V: int, reps: int = 40) -> f
 # ---- sampling -------------------------------------------------------------------------------
 
 
-class _NumpyOnly:
-    """Within it, charnn's sampling reads on NumPy even though the kernels are loaded."""
-
-    def __enter__(self):
-        self.fast = importlib.import_module("charnn.nn.fast")
-        self.saved = self.fast.loaded
-        self.fast.loaded = lambda: False
-
-    def __exit__(self, *exc):
-        self.fast.loaded = self.saved
-
-
-def sample_rate(params, cell: str, n: int, seed: int) -> float:
+def sample_rate(params, cell: str, n: int, seed: int, kernels: str) -> float:
     """Characters per second of one stream read and drawn as Model.sample does (Reader, choose)."""
     sampling = charnn_module("nn.sampling")
-    reader, rng, current = sampling.Reader(params, cell), np.random.default_rng(seed), 0
+    kw = {} if kernels == "numpy" else {"kernels": kernels}  # a checkout before the choice reads on NumPy
+    reader, rng, current = sampling.Reader(params, cell, **kw), np.random.default_rng(seed), 0
     t0 = time.perf_counter()
     for _ in range(n):
-        current = sampling.choose(reader.logits(current), 1.0, 0, False, rng)
+        current = sampling.choose(reader.logits(current), 1.0, 0, False, rng, **kw)
     return n / (time.perf_counter() - t0)
 
 
@@ -450,11 +439,7 @@ def bench_sampling(cell: str, V: int, H: int, n: int, seed: int, fast, repeats: 
     rates = {"numpy": [], "fast": []} if fast is not None else {"numpy": []}
     for r in range(repeats):
         for kind in (list(rates) if r % 2 == 0 else list(rates)[::-1]):
-            if kind == "numpy" and fast is not None:
-                with _NumpyOnly():
-                    rates[kind].append(sample_rate(params, cell, n, seed + r))
-            else:
-                rates[kind].append(sample_rate(params, cell, n, seed + r))
+            rates[kind].append(sample_rate(params, cell, n, seed + r, kind))
     line = ", ".join(f"{kind} {statistics.median(v):,.0f} chars/s" for kind, v in rates.items())
     if fast is not None:
         ratio = statistics.median(rates["fast"]) / statistics.median(rates["numpy"])

@@ -35,7 +35,8 @@ class ParameterError(CharnnError, ValueError):
     # how Python calls for a flag-like parameter, or names a config key given through load_config
     PYTHON = {"greedy": "greedy=True", "dynamic": "dynamic=True", "resume": "resume=True", "force": "force=True",
               "run_name": "another run.name", "resume_dir": "charnn.train(RUN_DIR, resume=True)",
-              "bytes_encoding": "data.encoding: bytes", "checkpoint": "the path of a .npz file"}
+              "bytes_encoding": "data.encoding: bytes", "checkpoint": "the path of a .npz file",
+              "kernels_fast": "kernels='fast'", "kernels_numpy": "kernels='numpy'"}
 
     def __init__(self, template: str, **values):
         self.template, self.values = template, values

@@ -377,35 +377,87 @@ def test_the_cache_folder_follows_the_environment(K, monkeypatch, tmp_path):
 
 @needs_numba
 @pytest.mark.parametrize("cell", fast.CELLS)
-def test_a_reader_on_the_kernels_draws_the_same_text(K, cell, monkeypatch):
+def test_a_reader_on_the_kernels_draws_the_same_text(K, cell):
     params = model.init_params(13, 24, 2, rng=np.random.default_rng(3), cell=cell, scale=0.3)
 
-    def text(reader):
+    def text(reader, kernels):
         rng, current, ids, logits = np.random.default_rng(7), 0, [], []
         for _ in range(300):
             logits.append(reader.logits(current))
-            current = sampling.choose(logits[-1], 0.8, 0, False, rng)
+            current = sampling.choose(logits[-1], 0.8, 0, False, rng, kernels=kernels)
             ids.append(current)
         return ids, np.array(logits), reader.states
 
-    fast_reader = sampling.Reader(params, cell)
+    fast_reader = sampling.Reader(params, cell, "fast")
     assert fast_reader.fast is not None
-    ids, logits, states = text(fast_reader)
-    monkeypatch.setattr(fast, "loaded", lambda: False)
-    plain = sampling.Reader(params, cell)
+    ids, logits, states = text(fast_reader, "fast")
+    plain = sampling.Reader(params, cell)  # NumPy unless asked, though this process has the kernels loaded
     assert plain.fast is None
-    ids2, logits2, states2 = text(plain)
+    ids2, logits2, states2 = text(plain, "numpy")
     assert ids == ids2 and rel(logits, logits2) < 1e-5
     assert all(rel(a, b) < 1e-5 for a, b in zip(states, states2))
 
 
+@pytest.fixture(scope="module")
+def lstm_run(tmp_path_factory):
+    """A small float32 LSTM's run directory (trained on NumPy), for sampling's choice of kernels."""
+    base = tmp_path_factory.mktemp("lstm")
+    text = base / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog\n" * 40)
+    cfg = base / "c.yaml"
+    cfg.write_text(f"data: {{path: {text}}}\nmodel: {{cell: lstm, hidden_size: 24}}\n"
+                   f"train: {{steps: 30, batch_size: 4, seq_len: 16, kernels: numpy}}\n"
+                   f"run: {{dir: {base / 'runs'}, name: fox, eval_every: 0, sample_every: 0}}\n")
+    train(load_config(cfg))
+    return base / "runs" / "fox" / "best.npz"
+
+
 @needs_numba
-def test_the_compiled_draw_is_numpys(K, monkeypatch):
+def test_sampling_reads_on_numpy_unless_asked_though_the_kernels_are_loaded(K, lstm_run):
+    import charnn
+
+    model_ = charnn.load(lstm_run)
+    params = model_._ckpt.params
+    assert sampling.Reader(params, "lstm").fast is None  # this process has the kernels (K): still NumPy
+    assert sampling.Reader(params, "lstm", "fast").fast is not None
+    numpy_text = model_.sample("the", length=400, rng_seed=5)
+    fast_text = model_.sample("the", length=400, rng_seed=5, kernels="fast")
+    assert len(fast_text) == 400 and fast_text[:100] == numpy_text[:100]  # float32 rounding apart: long runs may part
+    # NumPy's text is the one a process that never loaded the kernels draws
+    code = ("import charnn, sys; print(charnn.load(sys.argv[1]).sample('the', length=400, rng_seed=5), end='')\n"
+            "assert 'charnn.nn.fast.model' not in sys.modules")
+    fresh = subprocess.run([sys.executable, "-c", code, str(lstm_run)], capture_output=True, text=True, check=True)
+    assert fresh.stdout == numpy_text
+
+
+@needs_numba
+def test_charnn_sample_kernels_fast(lstm_run, capsys):
+    code, out, err = run(capsys, "sample", "--checkpoint", lstm_run, "--seed", "the", "--length", "50",
+                         "--rng-seed", "1", "--kernels", "fast")
+    assert code == 0 and out.startswith("the") and len(out.rstrip("\n")) == 53, err
+
+
+def test_charnn_sample_kernels_fast_without_numba_is_one_line(lstm_run, capsys, monkeypatch):
+    hide_numba(monkeypatch)  # load() imports Numba first, so this holds whatever this process has loaded
+    code, out, err = run(capsys, "sample", "--checkpoint", lstm_run, "--seed", "the", "--kernels", "fast")
+    assert code != 0 and out == ""
+    assert err.strip() == (f"error: --kernels fast cannot run here: Numba is not installed; install the fast extra "
+                           f"({hints.install('fast')}) or sample with --kernels numpy"), err
+    code, out, err = run(capsys, "sample", "--checkpoint", lstm_run, "--kernels", "quick")
+    assert code != 0 and out == "" and err.strip() == "error: --kernels must be numpy or fast (got 'quick')", err
+    import charnn
+
+    with pytest.raises(charnn.CharnnError, match=r"^kernels='fast' cannot run here: Numba is not installed; .* "
+                                                 r"or sample with kernels='numpy'$"):
+        charnn.load(lstm_run).sample("the", kernels="fast")
+
+
+@needs_numba
+def test_the_compiled_draw_is_numpys(K):
     rng = np.random.default_rng(0)
     cases = [(rng.normal(0, s, 65).astype(F), t, rng.random()) for s in (0.1, 3, 30) for t in (0.5, 1, 2)
              for _ in range(300)]
     drawn = [fast.choose(z, t, u) for z, t, u in cases]
-    monkeypatch.setattr(fast, "loaded", lambda: False)
 
     class Fixed:
         def __init__(self, u):

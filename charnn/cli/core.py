@@ -69,7 +69,8 @@ FLAGS = {"greedy": "--greedy", "top_k": "--top-k", "top_p": "--top-p", "steps": 
          "split": "--split train|val|test", "source": "CONFIG", "data": "--data FILE", "dynamic": "--dynamic",
          "out": "--out", "context": "--context", "resume": "--resume", "force": "--force", "run_dir": "--run-dir",
          "run_name": "--set run.name=...", "resume_dir": "charnn train --resume RUN_DIR",
-         "bytes_encoding": "--set data.encoding=bytes", "checkpoint": "--checkpoint PATH"}
+         "bytes_encoding": "--set data.encoding=bytes", "checkpoint": "--checkpoint PATH",
+         "kernels": "--kernels", "kernels_fast": "--kernels fast", "kernels_numpy": "--kernels numpy"}
 
 
 def command(typer_app: typer.Typer, name: str | None = None, spelling: dict | None = None):

@@ -17,12 +17,13 @@ class Reader:
     a character and returns the next-character logits. The state lives here: each layer's cell
     state and the characters layer 0's encoder keeps (a window's last W - 1).
 
-    Where this process has loaded the fast kernels already (training did, or
-    charnn.nn.fast.load() was called), a float32 rnn, lstm or gru model reads on them
-    (charnn/nn/fast/stream.py): the same numbers to float32 rounding, 1.5-3x the characters per
-    second. Loading them for one sample would cost more (a quarter second) than it saves."""
+    kernels="fast" reads a float32 rnn, lstm or gru model on the fast kernels
+    (charnn/nn/fast/stream.py; the caller has loaded them with charnn.nn.fast.load()): the same
+    numbers to float32 rounding, 1.5-3x the characters per second; other models, or kernels that
+    do not compile, read on NumPy. The choice is always the caller's, never this process's history,
+    so one call gives the same text wherever it runs."""
 
-    def __init__(self, params: model.Params, cell: str):
+    def __init__(self, params: model.Params, cell: str, kernels: str = "numpy"):
         self.c, self.params = cells.get(cell), params
         self.layers = [model.layer_params(params, i) for i in range(model.num_layers_of(params))]
         p0, enc = self.layers[0], model.encoder_of(params, cell)
@@ -34,7 +35,7 @@ class Reader:
         else:
             self.context = None
         self._states = zero
-        self.fast = fast.reader(params, cell, zero) if fast.loaded() else None
+        self.fast = fast.reader(params, cell, zero) if kernels == "fast" else None
 
     @property
     def states(self) -> list[np.ndarray]:
@@ -98,13 +99,15 @@ class BatchReader:
 
 
 def choose(logits: np.ndarray, temperature: float, top_k: int, greedy: bool, rng: np.random.Generator,
-           top_p: float = 1.0) -> int:
+           top_p: float = 1.0, kernels: str = "numpy") -> int:
     """The next character's id from its logits: the likeliest (greedy), else drawn with one
     rng.random() from softmax(logits / temperature) restricted to the top_k likeliest (0: all)
-    and then to the fewest likeliest whose probabilities add up to top_p (nucleus sampling)."""
+    and then to the fewest likeliest whose probabilities add up to top_p (nucleus sampling).
+    kernels="fast" (the kernels loaded) draws without top-k/top-p in one compiled pass."""
     if greedy:
         return int(np.argmax(logits))
-    if (top_k == 0 or top_k >= len(logits)) and top_p >= 1.0 and logits.dtype == np.float32 and fast.loaded():
+    if kernels == "fast" and (top_k == 0 or top_k >= len(logits)) and top_p >= 1.0 and logits.dtype == np.float32 \
+            and fast.loaded():
         return fast.choose(logits, temperature, rng.random())  # the same draw in one compiled pass
     z = logits.astype(np.float64) / temperature
     if 0 < top_k < len(z):
@@ -176,6 +179,7 @@ def generate(
     top_p: float = 1.0,
     char_counts=None,
     source: str = "the model",
+    kernels: str = "numpy",
 ) -> Iterator[str]:
     """Yield `length` new characters continuing `prime` (the prime itself is not yielded).
 
@@ -184,16 +188,34 @@ def generate(
     (the model reads an unseen "\\n" first), else with a first character drawn by
     `char_counts`, the training text's character frequencies (greedy: the most frequent;
     uniformly when the checkpoint has no counts), yielded as the first of `length`.
-    `source` names the model in errors (its checkpoint, say).
+    `source` names the model in errors (its checkpoint, say). kernels="fast" reads and draws on
+    the fast kernels (loading them; ParameterError where they cannot run), "numpy" on NumPy.
     """
     check_options(length, temperature, top_k, greedy, top_p)
+    load_kernels(kernels)
     unknown = vocab.unknown_chars(prime)
     if unknown:
         raise CharnnError(
             f"seed text has characters outside the model's vocabulary: {', '.join(map(repr, unknown))} "
             f"(the model is {source}, {vocab.describe()}); use only characters from its training text"
         )
-    return _generate(params, cell, vocab, prime, length, temperature, top_k, top_p, greedy, rng, char_counts)
+    return _generate(params, cell, vocab, prime, length, temperature, top_k, top_p, greedy, rng, char_counts, kernels)
+
+
+def load_kernels(kernels: str) -> None:
+    """Check a sampling `kernels` choice and load the fast kernels for "fast" (ParameterError if
+    they cannot run here: the caller asked for them, so falling back silently would mislead)."""
+    if kernels not in ("numpy", "fast"):
+        raise ParameterError("{kernels} must be numpy or fast (got {got!r})", got=kernels)
+    if kernels == "fast":
+        from charnn import hints
+
+        try:
+            fast.load()
+        except fast.Unavailable as e:
+            install = f"install the fast extra ({hints.install('fast')}) or " if e.missing else ""
+            raise ParameterError("{kernels_fast} cannot run here: {why}; " + install + "sample with {kernels_numpy}",
+                                 why=str(e)) from None
 
 
 def first_character(vocab: Vocab, char_counts, greedy: bool, rng: np.random.Generator) -> int:
@@ -223,18 +245,19 @@ def start(vocab: Vocab, prime: str, length: int, greedy: bool, rng: np.random.Ge
     return [], None
 
 
-def _generate(params, cell, vocab, prime, length, temperature, top_k, top_p, greedy, rng, char_counts) -> Iterator[str]:
+def _generate(params, cell, vocab, prime, length, temperature, top_k, top_p, greedy, rng, char_counts,
+              kernels) -> Iterator[str]:
     ids, shown = start(vocab, prime, length, greedy, rng, char_counts)
     if not ids:
         return
     if shown is not None:
         yield vocab.chars[shown]
         length -= 1
-    reader = Reader(params, cell)
+    reader = Reader(params, cell, kernels)
     for char_id in ids[:-1]:
         reader.logits(char_id)
     current = ids[-1]
     for _ in range(length):
         logits = reader.logits(current)
-        current = choose(logits, temperature, top_k, greedy, rng, top_p)
+        current = choose(logits, temperature, top_k, greedy, rng, top_p, kernels)
         yield vocab.chars[current]

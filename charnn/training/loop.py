@@ -378,7 +378,7 @@ class _Loop:
         rng = np.random.default_rng([self.config.run.seed, step])  # its own RNG: training's is untouched
         text = "".join(generate(self.state.params, self.config.model.cell, self.corpus.vocab, "", min(s.length, 200),
                                 temperature=s.temperature, top_k=s.top_k, rng=rng,
-                                char_counts=self.corpus.prepared.counts))
+                                char_counts=self.corpus.prepared.counts, kernels=self.kernels))
         self.run_dir.log_sample({"step": step, "temperature": s.temperature, "top_k": s.top_k, "text": text})
         self.cb.on_sample(step, text)
 
