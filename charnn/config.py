@@ -76,7 +76,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # on weight matrices; decoupled for adamw
     grad_clip: float = 5.0  # 0 = off
     clip_mode: str = "norm"  # norm (global L2) | value (element-wise)
-    kernels: str = "auto"  # auto: the fast kernels where they run (float32, Numba installed) | numpy | fast
+    kernels: str = "auto"  # auto: the fast kernels where they run and pay (float32, Numba, 1000+ steps or minutes)
 
 
 @dataclass(frozen=True)

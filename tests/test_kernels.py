@@ -294,13 +294,17 @@ def test_a_compile_failure_trains_on_numpy_with_one_notice(write_config, monkeyp
     def broken(cell):
         raise RuntimeError("LLVM ERROR: simulated\nsecond line")
 
+    hide_numba(monkeypatch)  # runs where Numba is not installed too: nothing here may import it
     monkeypatch.setattr(fast, "load", lambda: object())
     monkeypatch.setattr(fast, "warm_up", broken)
+    monkeypatch.setattr(fast, "cached", lambda: True)
+    monkeypatch.setattr(fast, "compiled_before", lambda cell: True)
+    monkeypatch.setattr(fast, "mark_compiled", lambda cell: None)
     for kernels in ("auto", "fast"):
         said = Messages()
         result = train(load_config(write_config(), ["train.max_minutes=5", f"train.kernels={kernels}"]),
                        callback=said, force=True)
-        notes = [line for line in said.lines if line.startswith("note:")]  # (after "compiling ..." on a cold cache)
+        notes = [line for line in said.lines if "kernels" in line]
         assert notes == ["note: the fast kernels did not compile (LLVM ERROR: simulated); training on NumPy "
                          "(train.kernels=numpy skips them)"], said.lines
         assert result.kernels == "numpy" and result.step == 20
@@ -325,8 +329,9 @@ def test_fast_says_what_the_kernels_do_not_run(write_config, extra, why):
     result = train(load_config(write_config(), extra + ["train.kernels=fast"]), callback=said)
     assert [line for line in said.lines if "kernels" in line] == [
         f"note: train.kernels=fast: the fast kernels run float32 rnn, lstm, gru models, not {why}; training on NumPy"]
+    assert result.kernels == "numpy"
     said = Messages()
-    train(load_config(write_config(), extra + ["train.max_minutes=5"]), callback=said, force=True)
+    result = train(load_config(write_config(), extra + ["train.max_minutes=5"]), callback=said, force=True)
     assert not [line for line in said.lines if "kernels" in line] and result.kernels == "numpy"  # auto: silently
 
 
@@ -342,9 +347,43 @@ def test_train_kernels_must_be_a_known_choice(write_config, capsys):
     assert code == 1 and "train.kernels=numba: 'numba' is not one of auto, numpy, fast" in err
 
 
+WARM_UP_COVERS_TRAINING = """
+import sys
+import numpy as np
+from numba.core.registry import CPUDispatcher
+from charnn.nn import fast
+from charnn.nn.fast import cell_kernels, chunk_kernels, jit
+from charnn.settings import load_config
+from charnn.training.loop import train
+
+def signatures():
+    return {(m.__name__, n): len(v.signatures) for m in (cell_kernels, chunk_kernels, jit)
+            for n, v in vars(m).items() if isinstance(v, CPUDispatcher)}
+
+fast.load()
+for cell in fast.CELLS:
+    fast.warm_up(cell)
+before = signatures()
+for cell in fast.CELLS:
+    train(load_config(sys.argv[1], [f"model.cell={cell}", "model.num_layers=2", "train.kernels=fast",
+                                    "train.steps=3", f"run.name={cell}", "run.eval_every=2"]))
+after = signatures()
+print({k: (before.get(k), n) for k, n in after.items() if before.get(k) != n})
+"""
+
+
+@needs_numba
+def test_warm_up_compiles_every_signature_training_calls(write_config):
+    """What compiles after the warm-up compiles outside its try: a failure there would be a traceback."""
+    done = subprocess.run([sys.executable, "-c", WARM_UP_COVERS_TRAINING, str(write_config())],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "{}", done.stdout
+
+
 @needs_numba
 def test_a_second_process_loads_the_kernels_from_the_cache(write_config, tmp_path):
     env = {**os.environ, "CHARNN_NUMBA_CACHE": str(tmp_path / "cache")}
+    env.pop("NUMBA_CACHE_DIR", None)  # which would take precedence over charnn's folder
     path = write_config()
     command = [sys.executable, "-m", "charnn", "train", str(path), "--force", "--set", "train.kernels=fast",
                "--set", "train.steps=3"]
@@ -428,6 +467,17 @@ def test_sampling_reads_on_numpy_unless_asked_though_the_kernels_are_loaded(K, l
             "assert 'charnn.nn.fast.model' not in sys.modules")
     fresh = subprocess.run([sys.executable, "-c", code, str(lstm_run)], capture_output=True, text=True, check=True)
     assert fresh.stdout == numpy_text
+
+
+@needs_numba
+def test_sampling_kernels_that_do_not_compile_read_and_draw_on_numpy(K, lstm_run, monkeypatch):
+    import charnn
+
+    model_ = charnn.load(lstm_run)
+    expected = model_.sample("the", length=100, rng_seed=2)
+    monkeypatch.setattr(fast, "reader", lambda *a: None)  # as when warmup.sampling fails
+    monkeypatch.setattr(fast, "choose", lambda *a: pytest.fail("drew on kernels that did not compile"))
+    assert model_.sample("the", length=100, rng_seed=2, kernels="fast") == expected
 
 
 @needs_numba

@@ -183,7 +183,7 @@ class Model:
         probability) default to the config's sample section; greedy takes the likeliest character;
         rng_seed makes the draw repeatable (or give a numpy Generator to continue its stream).
         kernels="fast" reads on the fast kernels (the `fast` extra; float32 rnn, lstm and gru
-        models, 1.5-2.5x the characters per second): the same text to float32 rounding, so a draw
+        models, 1.7-2.4x the characters per second): the same text to float32 rounding, so a draw
         can differ from NumPy's after a while; one choice of kernels always gives the same text.
 
         Examples:

@@ -168,7 +168,7 @@ _SAMPLE_NUM_SAMPLES = typer.Option(1, "--num-samples", min=1, metavar="N",
                                    help="How many samples; each after the first is preceded by a line "
                                    "'--- sample I of N ---'.")
 _SAMPLE_KERNELS = typer.Option("numpy", "--kernels", metavar="numpy|fast",
-                               help="fast: read on the compiled kernels (the fast extra; 1.5-2.5x the characters "
+                               help="fast: read on the compiled kernels (the fast extra; 1.7-2.4x the characters "
                                     "per second for long samples; the same text to float32 rounding).")
 _SAMPLE_AS_JSON = typer.Option(False, "--json", metavar=FLAG,
                                help="Print one JSON object (text, samples, settings, chars_per_s) instead.")

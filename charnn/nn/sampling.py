@@ -19,7 +19,7 @@ class Reader:
 
     kernels="fast" reads a float32 rnn, lstm or gru model on the fast kernels
     (charnn/nn/fast/stream.py; the caller has loaded them with charnn.nn.fast.load()): the same
-    numbers to float32 rounding, 1.5-3x the characters per second; other models, or kernels that
+    numbers to float32 rounding, 1.7-2.4x the characters per second; other models, or kernels that
     do not compile, read on NumPy. The choice is always the caller's, never this process's history,
     so one call gives the same text wherever it runs."""
 
@@ -108,7 +108,7 @@ def choose(logits: np.ndarray, temperature: float, top_k: int, greedy: bool, rng
         return int(np.argmax(logits))
     if kernels == "fast" and (top_k == 0 or top_k >= len(logits)) and top_p >= 1.0 and logits.dtype == np.float32 \
             and fast.loaded():
-        return fast.choose(logits, temperature, rng.random())  # the same draw in one compiled pass
+        return fast.choose(logits, temperature, rng.random())  # the same draw, unless u falls within exp's last bit
     z = logits.astype(np.float64) / temperature
     if 0 < top_k < len(z):
         kth = np.partition(z, -top_k)[-top_k]
@@ -254,10 +254,11 @@ def _generate(params, cell, vocab, prime, length, temperature, top_k, top_p, gre
         yield vocab.chars[shown]
         length -= 1
     reader = Reader(params, cell, kernels)
+    draws_on = "fast" if reader.fast is not None else "numpy"  # a model the kernels do not read: NumPy's draw too
     for char_id in ids[:-1]:
         reader.logits(char_id)
     current = ids[-1]
     for _ in range(length):
         logits = reader.logits(current)
-        current = choose(logits, temperature, top_k, greedy, rng, top_p, kernels)
+        current = choose(logits, temperature, top_k, greedy, rng, top_p, draws_on)
         yield vocab.chars[current]

@@ -25,7 +25,7 @@ cells' halving of the sigmoid columns happens inside: sigmoid32 halves its argum
   elman_bwd_step(t, dprev, dh, h), elman_bwd_step_acc(..., ids, dW_in, db)   dh[t] becomes da[t]
 
 Pitfalls that each made a kernel 2-6x slower while it still looked right (the vectorisation test,
-tests/test_kernels.py, catches them): one (4H,) row indexed at j, H + j, ...: LLVM sees a symbolic
+tests/test_kernels_asm.py, catches them): one (4H,) row indexed at j, H + j, ...: LLVM sees a symbolic
 dependence distance and does not vectorise, so each gate block is passed as its own view; the same
 row passed as input and output: the vector loop's runtime alias check fails and its scalar copy
 runs; too many pointer streams in one loop ("too many memory checks"); a Python float literal in a

@@ -127,7 +127,8 @@ def elman_cell_vec(xa, ha, h):
 def choose_id(logits, temperature, u):
     """charnn.nn.sampling.choose without top-k, top-p or greedy, given its uniform draw u: the id
     where u * sum(p) falls in cumsum(p) (searchsorted side="right"), p = exp(z - max z),
-    z = float64(logits) / temperature, clipped to V - 1. The same float64 steps in one pass."""
+    z = float64(logits) / temperature, clipped to V - 1. The same float64 steps in one pass (libm's
+    exp, where NumPy has its own: a u within their last-bit difference of a boundary may differ)."""
     V = logits.shape[0]
     z = np.empty(V)
     zmax = -np.inf

@@ -66,7 +66,8 @@ def _layers(params, ids, targets, h0, cell, noise, rng, ws):
     H, V = W_hy.shape
     ids_tm = model.time_major_ids(ids, V).astype(np.int64, copy=False)  # one compiled signature
     T, B = ids_tm.shape
-    cache = ForwardCache(cell=cell, ids=ids_tm, targets=np.ascontiguousarray(targets.T).reshape(T * B),
+    targets_tm = np.ascontiguousarray(targets.T, np.int64).reshape(T * B)  # int64 as warm-up compiles the head
+    cache = ForwardCache(cell=cell, ids=ids_tm, targets=targets_tm,
                          outputs=[], layer_inputs=[], masks=[], weight_masks=[], input_mask=None,
                          context=np.zeros((B, 0), np.int64), head_input=None, probs=None, cell_caches=[])
     if noise.input_dropout:
